@@ -1,0 +1,5 @@
+import sys
+
+from vaebook.cli import main
+
+sys.exit(main())

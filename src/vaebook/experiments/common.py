@@ -1,0 +1,90 @@
+"""What every experiment writes: a results JSON (with the command that made it) and a small
+model-only checkpoint that the book loads."""
+
+from __future__ import annotations
+
+import json
+import platform
+import subprocess
+from dataclasses import MISSING, asdict, fields
+from datetime import datetime, timezone
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from vaebook.train import model_config, save_atomic
+
+
+def git_commit() -> str:
+    """The checkout's commit, with '-dirty' when files differ from it; 'unknown' outside git."""
+    here = Path(__file__).parent
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=here,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+    return commit + ("-dirty" if dirty else "")
+
+
+def environment(device: torch.device) -> dict:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
+    return {
+        "device": str(device),
+        "device_name": name or platform.machine(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "git_commit": git_commit(),
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+
+
+def reproduce_command(experiment: str, config) -> str:
+    """The CLI line that makes these results: every field that differs from its default."""
+    words = ["python -m vaebook reproduce", experiment]
+    for f in fields(config):
+        value = getattr(config, f.name)
+        default = f.default if f.default is not MISSING else None
+        if value != default and f.name != "progress":
+            flag = "--" + f.name.replace("_", "-")
+            words += [flag] if value is True else [flag, str(value)]
+    return " ".join(words)
+
+
+def write_results(path: str | Path, experiment: str, config, metrics: dict, extra: dict) -> dict:
+    """Write {command, experiment config, metrics, environment, ...} as JSON and return it."""
+    results = {
+        "experiment": path.stem if isinstance(path, Path) else Path(path).stem,
+        "command": reproduce_command(experiment, config),
+        "config": asdict(config),
+        "metrics": metrics,
+        **extra,
+    }
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def save_model(path: str | Path, model: nn.Module, history: dict, epoch: int) -> None:
+    """A model-only checkpoint (no optimiser state): small enough to commit, loadable with
+    ``vaebook.train.load_checkpoint``, which checks the config."""
+    save_atomic(
+        {
+            "model_class": type(model).__name__,
+            "model_config": model_config(model),
+            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            "history": history,
+            "epoch": epoch,
+        },
+        path,
+    )

@@ -1,0 +1,103 @@
+"""Metrics used across chapters: clustering accuracy with Hungarian matching, a latent probe."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from scipy.optimize import linear_sum_assignment
+from torch import Tensor, nn
+
+
+def clustering_accuracy(clusters: Tensor, labels: Tensor) -> tuple[float, dict[int, int]]:
+    """Accuracy of the best one-to-one matching of clusters to labels (Hungarian algorithm).
+
+    clusters, labels: (N,) integer tensors. Returns (accuracy, {cluster: label}). With more
+    clusters than labels, the unmatched clusters count as errors.
+    """
+    clusters = torch.as_tensor(clusters).long().cpu()
+    labels = torch.as_tensor(labels).long().cpu()
+    if clusters.shape != labels.shape or clusters.dim() != 1:
+        raise ValueError(
+            f"clusters and labels must both be (N,), got {tuple(clusters.shape)} and "
+            f"{tuple(labels.shape)}"
+        )
+    if len(labels) == 0:
+        raise ValueError("clustering_accuracy needs at least one example")
+    n_clusters, n_labels = int(clusters.max()) + 1, int(labels.max()) + 1
+    counts = np.zeros((n_clusters, n_labels), dtype=np.int64)
+    np.add.at(counts, (clusters.numpy(), labels.numpy()), 1)
+    rows, cols = linear_sum_assignment(counts, maximize=True)
+    accuracy = counts[rows, cols].sum() / len(labels)
+    return float(accuracy), {int(r): int(c) for r, c in zip(rows, cols, strict=True)}
+
+
+def probe_classifier(in_features: int, n_classes: int, hidden: Sequence[int] = (256, 256)):
+    """The probe of Jha et al. 2018: (Linear, BatchNorm, LeakyReLU 0.2) per hidden size, Linear."""
+    layers: list[nn.Module] = []
+    for size in hidden:
+        layers += [nn.Linear(in_features, size), nn.BatchNorm1d(size), nn.LeakyReLU(0.2)]
+        in_features = size
+    layers.append(nn.Linear(in_features, n_classes))
+    return nn.Sequential(*layers)
+
+
+def _accuracy(model: nn.Module, codes: Tensor, labels: Tensor, batch_size: int) -> float:
+    model.eval()
+    with torch.no_grad():
+        correct = sum(
+            (model(codes[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum().item()
+            for i in range(0, len(codes), batch_size)
+        )
+    return correct / len(codes)
+
+
+def latent_probe(
+    train_codes: Tensor,
+    train_labels: Tensor,
+    test_codes: Tensor,
+    test_labels: Tensor,
+    epochs: int = 30,
+    hidden: Sequence[int] = (256, 256),
+    lr: float = 1e-3,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> dict[str, float]:
+    """Train a small MLP classifier on latent codes and report train and test accuracy.
+
+    train_codes: (N, D), train_labels: (N,) long; the same for test. High test accuracy means
+    the label can be read from the code. Returns {'train_accuracy', 'test_accuracy'}.
+    """
+    for name, codes, labels in (
+        ("train", train_codes, train_labels),
+        ("test", test_codes, test_labels),
+    ):
+        if codes.dim() != 2 or labels.shape != (len(codes),):
+            raise ValueError(
+                f"{name} codes must be (N, D) with labels (N,), got {tuple(codes.shape)} and "
+                f"{tuple(labels.shape)}"
+            )
+    if train_codes.shape[1] != test_codes.shape[1]:
+        raise ValueError("train and test codes must have the same dimension")
+    generator = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        n_classes = int(max(train_labels.max(), test_labels.max())) + 1
+        model = probe_classifier(train_codes.shape[1], n_classes, hidden).to(train_codes.device)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        for _ in range(epochs):
+            model.train()
+            order = torch.randperm(len(train_codes), generator=generator).to(train_codes.device)
+            for i in range(0, len(order), batch_size):
+                index = order[i : i + batch_size]
+                if len(index) < 2:  # BatchNorm needs two examples
+                    continue
+                loss = nn.functional.cross_entropy(model(train_codes[index]), train_labels[index])
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        return {
+            "train_accuracy": _accuracy(model, train_codes, train_labels, batch_size),
+            "test_accuracy": _accuracy(model, test_codes, test_labels, batch_size),
+        }

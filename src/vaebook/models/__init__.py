@@ -1,0 +1,5 @@
+"""The models of the book: one module each, each an nn.Module with loss(batch) -> named terms."""
+
+from vaebook.models.vae import VAE, VAEConfig
+
+__all__ = ["VAE", "VAEConfig"]

@@ -1,0 +1,147 @@
+"""Encoders and decoders for 28x28x1 and 64x64x3 images, MLP or convolutional.
+
+An encoder maps images (B, C, H, W) to features (B, F); a decoder maps a code (B, D) to one
+output map per pixel (B, C, H, W), e.g. Bernoulli logits. Models put their own heads on top.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+
+SUPPORTED_CONV_SHAPES = ((1, 28, 28), (3, 64, 64))
+
+
+def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU, last_activation=True):
+    """Linear layers between consecutive sizes, an activation after each (after the last too
+    unless last_activation=False). mlp([784, 400, 20]) is 784 -> 400 -> 20."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
+        layers.append(nn.Linear(n_in, n_out))
+        if last_activation or i < len(sizes) - 2:
+            layers.append(activation())
+    return nn.Sequential(*layers)
+
+
+def _check_conv_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
+    shape = tuple(image_shape)
+    if shape not in SUPPORTED_CONV_SHAPES:
+        raise ValueError(
+            f"convolutional nets exist for image shapes {SUPPORTED_CONV_SHAPES}, got {shape}; "
+            "resize the images or use arch='mlp'"
+        )
+    return shape
+
+
+class MLPEncoder(nn.Module):
+    """Flatten, then hidden layers with ReLU. x: (B, C, H, W) -> (B, hidden[-1])."""
+
+    def __init__(self, image_shape: Sequence[int], hidden: Sequence[int] = (400,)):
+        super().__init__()
+        self.net = mlp([int(torch.Size(image_shape).numel()), *hidden])
+        self.out_features = hidden[-1]
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x.flatten(1))
+
+
+class MLPDecoder(nn.Module):
+    """Hidden layers with ReLU, then a linear map to every pixel. z: (B, D) -> (B, C, H, W)."""
+
+    def __init__(self, latent_dim: int, image_shape: Sequence[int], hidden: Sequence[int] = (400,)):
+        super().__init__()
+        self.image_shape = tuple(image_shape)
+        sizes = [latent_dim, *reversed(hidden), int(torch.Size(image_shape).numel())]
+        self.net = mlp(sizes, last_activation=False)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z).view(-1, *self.image_shape)
+
+
+def _conv_channels(shape: tuple[int, int, int]) -> list[int]:
+    # 28x28: two stride-2 convs (28 -> 14 -> 7); 64x64: four (64 -> 32 -> 16 -> 8 -> 4)
+    return [shape[0], 32, 64] if shape[1] == 28 else [shape[0], 32, 32, 64, 64]
+
+
+class ConvEncoder(nn.Module):
+    """4x4 stride-2 convolutions with ReLU, then one hidden linear layer.
+
+    x: (B, 1, 28, 28) or (B, 3, 64, 64) -> (B, hidden).
+    """
+
+    def __init__(self, image_shape: Sequence[int], hidden: int = 256):
+        super().__init__()
+        shape = _check_conv_shape(image_shape)
+        channels = _conv_channels(shape)
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+        side = shape[1] // 2 ** (len(channels) - 1)
+        layers += [nn.Flatten(), nn.Linear(channels[-1] * side * side, hidden), nn.ReLU()]
+        self.net = nn.Sequential(*layers)
+        self.out_features = hidden
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+
+class ConvDecoder(nn.Module):
+    """The mirror of ConvEncoder: linear layers, then 4x4 stride-2 transposed convolutions.
+
+    z: (B, D) -> (B, 1, 28, 28) or (B, 3, 64, 64), one output (e.g. a logit) per pixel.
+    """
+
+    def __init__(self, latent_dim: int, image_shape: Sequence[int], hidden: int = 256):
+        super().__init__()
+        shape = _check_conv_shape(image_shape)
+        channels = _conv_channels(shape)[::-1]
+        side = shape[1] // 2 ** (len(channels) - 1)
+        layers: list[nn.Module] = [
+            nn.Linear(latent_dim, hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, channels[0] * side * side),
+            nn.ReLU(),
+            nn.Unflatten(1, (channels[0], side, side)),
+        ]
+        for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))
+            if i < len(channels) - 2:
+                layers.append(nn.ReLU())
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+
+def make_encoder(image_shape: Sequence[int], arch: str, hidden: Sequence[int]) -> nn.Module:
+    """An encoder body by name: arch 'mlp' (hidden sizes) or 'conv' (hidden[-1] units)."""
+    if arch == "mlp":
+        return MLPEncoder(image_shape, hidden)
+    if arch == "conv":
+        return ConvEncoder(image_shape, hidden[-1])
+    raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
+
+
+def make_decoder(
+    latent_dim: int, image_shape: Sequence[int], arch: str, hidden: Sequence[int]
+) -> nn.Module:
+    """A decoder by name, the mirror of make_encoder."""
+    if arch == "mlp":
+        return MLPDecoder(latent_dim, image_shape, hidden)
+    if arch == "conv":
+        return ConvDecoder(latent_dim, image_shape, hidden[-1])
+    raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
+
+
+class GaussianHead(nn.Module):
+    """Features (B, F) -> mean, logvar (B, D) of a diagonal Gaussian, from one linear layer."""
+
+    def __init__(self, in_features: int, latent_dim: int):
+        super().__init__()
+        self.linear = nn.Linear(in_features, 2 * latent_dim)
+
+    def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
+        mean, logvar = self.linear(h).chunk(2, dim=-1)
+        return mean, logvar
