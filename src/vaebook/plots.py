@@ -16,7 +16,7 @@ def _grid(images: Tensor, nrow: int) -> Tensor:
     from torchvision.utils import make_grid
 
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2, pad_value=1)
-    return grid.permute(1, 2, 0)
+    return grid.permute(1, 2, 0).numpy()
 
 
 def image_grid(
@@ -72,8 +72,10 @@ def latent_scatter(codes: Tensor, labels: Tensor | None = None, title: str = "")
             f"latent_scatter needs (N, 2) codes; got {tuple(codes.shape)} (use PCA or t-SNE first)"
         )
     fig, ax = plt.subplots(figsize=(5, 4.5))
-    colours = None if labels is None else labels.cpu()
-    points = ax.scatter(codes[:, 0], codes[:, 1], c=colours, cmap="tab10", s=3, alpha=0.7)
+    colours = None if labels is None else labels.cpu().numpy()
+    points = ax.scatter(
+        codes[:, 0].numpy(), codes[:, 1].numpy(), c=colours, cmap="tab10", s=3, alpha=0.7
+    )
     if labels is not None:
         fig.colorbar(points, ax=ax, label="label")
     ax.set_title(title)

@@ -1,0 +1,712 @@
+"""Bayesian multi-view factor analysis: SSHIBA (Sevilla-Salcedo et al., 2021).
+
+The model ties M views of the same N rows to one latent matrix Z (N, K):
+
+    z_n ~ N(0, I_K)
+    x_n^(m) = W_m z_n + b_m + noise,   noise ~ N(0, tau_m^-1 I)
+    W_m[d, k] ~ N(0, alpha_mk^-1),  b_m ~ N(0, I),  alpha_mk, tau_m ~ Gamma(a0, b0)
+
+Every view type turns its data into Gaussian *pseudo-data* X_m with a variational q(X_m), so
+the linear-Gaussian core is the same for all of them:
+
+    Real / Gaussian   X is the data (missing entries are imputed by q(X_miss))
+    Latent            X arrives as Gaussian moments per row (mean, variance): a VAE encoder
+    Binary/Multilabel t = 1[X > 0] softly, through the Jaakkola-Jordan bound with variational xi
+    Categorical       t = argmax_c X_c (multinomial probit), q(X) a truncated Gaussian
+
+Inference is mean-field coordinate ascent on q(Z) q(X) prod_m q(W_m) q(b_m) q(alpha_m) q(tau_m);
+each update is closed form, the lower bound is computed every iteration, and factors whose
+loadings vanish in every view are pruned. Read `SSHIBA.step` top to bottom for one sweep.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+LOG_2PI = math.log(2 * math.pi)
+
+
+@dataclass
+class FAConfig:
+    """Hyper-parameters of `SSHIBA`."""
+
+    prior_a: float = 1e-14  # Gamma shape of the priors on alpha and tau (broad)
+    prior_b: float = 1e-14  # Gamma rate of the priors on alpha and tau
+    prune: bool = True  # drop factors inactive in every view
+    prune_threshold: float = 1e-4  # a factor is inactive below this share of its view's strongest
+    update_alpha: bool = True  # False holds q(alpha) at alpha_init
+    update_tau: bool = True  # False holds q(tau) at tau_init
+    alpha_init: float = 1.0
+    tau_init: float | None = None  # None: 1 / (mean column variance of the view's data)
+    predict_iter: int = 50  # sweeps of q(Z_new) <-> q(X_new) for non-Gaussian inputs to `predict`
+    seed: int = 0  # for the random initial <Z>
+    device: str | torch.device | None = None  # None: where the first view's data live
+    dtype: torch.dtype | None = None  # None: float64 on CPU, float32 elsewhere
+
+
+# ---------------------------------------------------------------------------------------------
+# Variational factors
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class GaussianRows:
+    """q over the R rows of a (R, K) matrix: row r ~ N(mean[r], cov), one shared covariance."""
+
+    mean: Tensor  # (R, K)
+    cov: Tensor  # (K, K)
+
+    def second_moment(self) -> Tensor:
+        """E[M^T M] = <M>^T <M> + R cov, shape (K, K)."""
+        return self.mean.T @ self.mean + self.mean.shape[0] * self.cov
+
+    def entropy(self) -> Tensor:
+        """Entropy of all R rows together."""
+        rows, k = self.mean.shape
+        logdet = 2 * torch.log(torch.diagonal(torch.linalg.cholesky(self.cov))).sum()
+        return 0.5 * rows * (k * (1 + LOG_2PI) + logdet)
+
+
+@dataclass
+class Gamma:
+    """q(x) = Gamma(shape, rate), elementwise."""
+
+    shape: Tensor
+    rate: Tensor
+
+    @property
+    def mean(self) -> Tensor:
+        return self.shape / self.rate
+
+    @property
+    def log_mean(self) -> Tensor:
+        """E[log x] = digamma(shape) - log(rate)."""
+        return torch.special.digamma(self.shape) - torch.log(self.rate)
+
+    def kl(self, prior_a: float, prior_b: float) -> Tensor:
+        """KL(q || Gamma(prior_a, prior_b)), summed over elements."""
+        a, b = self.shape, self.rate
+        kl = (
+            (a - prior_a) * torch.special.digamma(a)
+            - torch.lgamma(a)
+            + math.lgamma(prior_a)
+            + prior_a * (torch.log(b) - math.log(prior_b))
+            + a * (prior_b - b) / b
+        )
+        return kl.sum()
+
+
+@dataclass
+class ViewPosterior:
+    """The view-specific factors q(W_m) q(b_m) q(alpha_m) q(tau_m)."""
+
+    W: GaussianRows  # rows w_d, (D, K)
+    b_mean: Tensor  # (D,)
+    b_var: Tensor  # scalar: every b_d has the same posterior variance
+    alpha: Gamma  # (K,) ARD precisions
+    tau: Gamma | None  # noise precision; None: fixed at 1 (probit scale of a categorical view)
+
+    @property
+    def tau_mean(self) -> Tensor | float:
+        return 1.0 if self.tau is None else self.tau.mean
+
+    def mean_of(self, z: Tensor) -> Tensor:
+        """<Z><W>^T + <b>, shape (N, D)."""
+        return z @ self.W.mean.T + self.b_mean
+
+
+def inverse_spd(precision: Tensor) -> Tensor:
+    """Inverse of a symmetric positive-definite (K, K) matrix through its Cholesky factor."""
+    return torch.cholesky_inverse(torch.linalg.cholesky(precision))
+
+
+# ---------------------------------------------------------------------------------------------
+# Views: each turns its data into Gaussian pseudo-data with moments x_mean and x_sq_sum
+# ---------------------------------------------------------------------------------------------
+
+
+class View:
+    """Interface of a view.
+
+    After `bind`, a view holds `x_mean` = <X> (N, D) and `x_sq_sum` = E[sum_nd x_nd^2] of its
+    pseudo-data; `update(mean, tau)` refits q(X) given <Z><W>^T + <b> (N, D) and <tau>, and
+    `log_terms()` is the view's own part of the lower bound, E[log p(data | X)] + H[q(X)].
+    """
+
+    learn_tau = True  # False: noise precision fixed at 1
+    static = True  # True: q(X) never changes, `update` is not needed
+    x_mean: Tensor
+    x_sq_sum: Tensor
+
+    def bind(self, dtype: torch.dtype, device: torch.device) -> None:
+        raise NotImplementedError
+
+    def update(self, mean: Tensor, tau: Tensor | float) -> None:
+        raise NotImplementedError
+
+    def log_terms(self) -> Tensor:
+        raise NotImplementedError
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(self.x_mean.shape)
+
+
+def _observed_mask(mask: Tensor | None, shape: tuple[int, ...]) -> Tensor | None:
+    """A (N,) row mask or (N, D) entry mask, True = observed, broadcast to `shape`."""
+    if mask is None:
+        return None
+    mask = torch.as_tensor(mask, dtype=torch.bool)
+    if mask.dim() == 1 and len(shape) == 2:
+        mask = mask[:, None]
+    try:
+        return mask.expand(shape)
+    except RuntimeError:
+        raise ValueError(
+            f"mask of shape {tuple(mask.shape)} does not fit data of shape {shape}; "
+            "give one flag per row (N,) or per entry (N, D), True = observed"
+        ) from None
+
+
+def _check_nan(data: Tensor, observed: Tensor | None) -> None:
+    nan = torch.isnan(data) if observed is None else torch.isnan(data) & observed
+    if nan.any():
+        raise ValueError(
+            f"{int(nan.sum())} NaN entries are not marked missing; pass "
+            "mask=~torch.isnan(data) (True = observed) to declare them missing"
+        )
+
+
+class Real(View):
+    """Real-valued view: x_n = W z_n + b + Gaussian noise. `mask` (N,) or (N, D), True = observed.
+
+    Missing entries are latent: q(x_nd) = N(<w_d^T z_n + b_d>, 1/<tau>), which keeps one
+    shared q(W) covariance and fills the gaps with the model's prediction.
+    """
+
+    def __init__(self, data: Tensor, mask: Tensor | None = None):
+        self.data = torch.as_tensor(data)
+        if self.data.dim() != 2:
+            raise ValueError(f"data must be (N, D), got shape {tuple(self.data.shape)}")
+        self.mask = mask
+        self.var = None  # data are exact: no variance of their own
+
+    def bind(self, dtype: torch.dtype, device: torch.device) -> None:
+        data = self.data.to(device, dtype)
+        observed = _observed_mask(self.mask, data.shape)
+        _check_nan(data, observed)
+        var = torch.zeros((), dtype=dtype, device=device) if self.var is None else self.var
+        var = torch.as_tensor(var).to(device, dtype).expand(data.shape)
+        self.static = observed is None
+        if self.static:
+            self.x_mean = data
+            self.x_sq_sum = (data**2 + var).sum()
+            return
+        self.observed = observed.to(device)
+        self.x_obs = torch.where(self.observed, data, 0.0)
+        self._obs_sq_sum = torch.where(self.observed, self.x_obs**2 + var, 0.0).sum()
+        column_mean = self.x_obs.sum(0) / self.observed.sum(0).clamp(min=1)
+        self.update(column_mean.expand(data.shape), 1.0)
+
+    def update(self, mean: Tensor, tau: Tensor | float) -> None:
+        if self.static:
+            return
+        missing = ~self.observed
+        n_missing = missing.sum()
+        self.x_mean = torch.where(self.observed, self.x_obs, mean)
+        self.x_sq_sum = (
+            self._obs_sq_sum + torch.where(missing, mean**2, 0.0).sum() + n_missing / tau
+        )
+        tau = torch.as_tensor(tau, dtype=mean.dtype, device=mean.device)
+        self._entropy = 0.5 * n_missing * (1 + LOG_2PI - torch.log(tau))
+
+    def log_terms(self) -> Tensor:
+        if self.static:
+            return torch.zeros((), dtype=self.x_mean.dtype, device=self.x_mean.device)
+        return self._entropy
+
+
+class Latent(Real):
+    """View given as Gaussian moments per row, e.g. a VAE encoder's q(x_n) = N(mean_n, var_n).
+
+    <X> = mean and E[x_nd^2] = mean_nd^2 + var_nd; the entropy of q(x) belongs to whoever
+    produced it (the encoder), so it is not part of this model's bound.
+    """
+
+    def __init__(self, mean: Tensor, var: Tensor | None = None, mask: Tensor | None = None):
+        super().__init__(mean, mask)
+        self.var = None if var is None else torch.as_tensor(var)
+        if self.var is not None and (self.var < 0).any():
+            raise ValueError("var must be non-negative")
+
+
+def jj_lambda(xi: Tensor) -> Tensor:
+    """lambda(xi) = tanh(xi/2) / (4 xi) of the Jaakkola-Jordan bound (1/8 at xi = 0)."""
+    xi = xi.abs().clamp(min=1e-12)
+    return torch.tanh(xi / 2) / (4 * xi)
+
+
+class Binary(View):
+    """Binary or multilabel view, t_nd in {0, 1}, p(t = 1 | x) = sigmoid(x).
+
+    The Jaakkola-Jordan bound log sigmoid(s x) >= log sigmoid(xi) + (s x - xi)/2
+    - lambda(xi)(x^2 - xi^2), s = 2t - 1, makes q(x_nd) Gaussian; xi_nd^2 = E[x_nd^2] is its
+    optimum. `mask` (N,) or (N, D), True = observed; missing labels are predicted by q(x).
+    """
+
+    static = False
+
+    def __init__(self, data: Tensor, mask: Tensor | None = None):
+        self.data = torch.as_tensor(data)
+        if self.data.dim() == 1:
+            self.data = self.data[:, None]
+        if self.data.dim() != 2:
+            raise ValueError(f"data must be (N,) or (N, D), got shape {tuple(self.data.shape)}")
+        self.mask = mask
+
+    def bind(self, dtype: torch.dtype, device: torch.device) -> None:
+        data = self.data.to(device, dtype)
+        observed = _observed_mask(self.mask, data.shape)
+        _check_nan(data, observed)
+        observed = torch.ones_like(data, dtype=torch.bool) if observed is None else observed
+        self.observed = observed.to(device)
+        if ((data[self.observed] != 0) & (data[self.observed] != 1)).any():
+            raise ValueError("binary data must be 0 or 1 at observed entries")
+        self.half_sign = torch.where(self.observed, data - 0.5, 0.0)  # t - 1/2, 0 if missing
+        self.xi = torch.ones_like(data)
+        self.update(torch.zeros_like(data), 1.0)
+
+    def update(self, mean: Tensor, tau: Tensor | float) -> None:
+        # q(x) ∝ N(x; mean, 1/tau) exp((t - 1/2) x - lambda(xi) x^2): a Gaussian
+        lam = torch.where(self.observed, jj_lambda(self.xi), 0.0)
+        var = 1 / (tau + 2 * lam)
+        self.x_mean = var * (tau * mean + self.half_sign)
+        second = self.x_mean**2 + var
+        self.xi = second.sqrt()  # optimal xi: xi^2 = E[x^2], so the lambda term below vanishes
+        self.x_sq_sum = second.sum()
+        jj = torch.nn.functional.logsigmoid(self.xi) - self.xi / 2 + self.half_sign * self.x_mean
+        self._log_terms = (
+            torch.where(self.observed, jj, 0.0).sum() + 0.5 * (1 + LOG_2PI + torch.log(var)).sum()
+        )
+
+    def log_terms(self) -> Tensor:
+        return self._log_terms
+
+
+Multilabel = Binary
+Gaussian = Real
+
+# Grid for the one-dimensional Gaussian integrals of the multinomial probit (trapezoid rule:
+# exact to ~1e-15 for the smooth integrands here, deterministic unlike Monte Carlo).
+_PROBIT_NODES = torch.linspace(-10.0, 10.0, 81, dtype=torch.float64)
+_PROBIT_LOG_WEIGHTS = math.log(0.25) - 0.5 * (_PROBIT_NODES**2 + LOG_2PI)
+
+
+def _log_normal_pdf(x: Tensor) -> Tensor:
+    return -0.5 * (x**2 + LOG_2PI)
+
+
+def argmax_probit(mean: Tensor, onehot: Tensor) -> tuple[Tensor, Tensor]:
+    """Moments of y ~ N(mean, I) truncated to {y_t >= y_c for all c}, t the one-hot class.
+
+    With u ~ N(0, 1) and gap_c = mean_t - mean_c (Girolami & Rogers, 2006):
+        P(t)   = E_u[prod_{c != t} Phi(u + gap_c)]
+        <y_c>  = mean_c - E_u[phi(u + gap_c) prod_{j != t, c} Phi(u + gap_j)] / P(t),  c != t
+        <y_t>  = mean_t + sum_{c != t} (mean_c - <y_c>)
+
+    Args: mean (N, C), onehot (N, C) bool. Returns (<y> (N, C), log P(t) (N,)).
+    """
+    nodes = _PROBIT_NODES.to(mean.device, mean.dtype)
+    log_w = _PROBIT_LOG_WEIGHTS.to(mean.device, mean.dtype)
+    gap = (mean * onehot).sum(1, keepdim=True) - mean  # (N, C)
+    arg = nodes[None, :, None] + gap[:, None, :]  # (N, Q, C)
+    log_cdf = torch.special.log_ndtr(arg).masked_fill(onehot[:, None, :], 0.0)
+    log_prod = log_cdf.sum(-1, keepdim=True)  # (N, Q, 1)
+    log_prob = torch.logsumexp(log_w[:, None] + log_prod, dim=1)  # (N, 1)
+    log_num = torch.logsumexp(
+        log_w[:, None] + _log_normal_pdf(arg) + log_prod - log_cdf, dim=1
+    )  # (N, C)
+    shift = torch.exp(log_num - log_prob).masked_fill(onehot, 0.0)
+    y = mean - shift + onehot * shift.sum(1, keepdim=True)
+    return y, log_prob[:, 0]
+
+
+class Categorical(View):
+    """Multiclass view through the multinomial probit: t_n = argmax_c y_nc, y_n ~ N(W z_n + b, I).
+
+    `labels`: (N,) integer classes or (N, C) one-hot; `mask` (N,), True = observed. The noise
+    precision is fixed at 1 (the probit's scale is not identifiable). q(y_n) is N(m_n, I)
+    truncated to the observed class's cone (unconstrained for a missing label).
+
+    E[||y_n||^2] enters the likelihood with -1/2 and the entropy of q(y) with +1/2, so both leave
+    it out: x_sq_sum = 0 and `log_terms` = H[q(y)] - E[||y||^2]/2.
+    """
+
+    static = False
+    learn_tau = False
+
+    def __init__(self, labels: Tensor, n_classes: int | None = None, mask: Tensor | None = None):
+        labels = torch.as_tensor(labels)
+        if labels.dim() == 2:
+            observed = ~torch.isnan(labels).any(1) if labels.is_floating_point() else None
+            if observed is not None and mask is None and not observed.all():
+                raise ValueError(
+                    f"{int((~observed).sum())} rows with NaN are not marked missing; pass "
+                    "mask (N,) (True = observed) to declare them missing"
+                )
+            n_classes = labels.shape[1] if n_classes is None else n_classes
+            labels = torch.nan_to_num(labels).argmax(1)
+        elif labels.dim() != 1 or labels.is_floating_point():
+            raise ValueError("labels must be (N,) integer classes or (N, C) one-hot")
+        self.data = labels
+        self.mask = mask
+        self.n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
+
+    def bind(self, dtype: torch.dtype, device: torch.device) -> None:
+        n = self.data.shape[0]
+        observed = _observed_mask(self.mask, (n,))
+        self.observed = torch.ones(n, dtype=torch.bool) if observed is None else observed
+        self.observed = self.observed.to(device)
+        labels = self.data.to(device)
+        bad = self.observed & ((labels < 0) | (labels >= self.n_classes))
+        if bad.any():
+            raise ValueError(f"labels must lie in 0..{self.n_classes - 1} at observed rows")
+        labels = labels.clamp(0, self.n_classes - 1)
+        self.onehot = torch.nn.functional.one_hot(labels, self.n_classes).bool()
+        self.onehot &= self.observed[:, None]  # no truncation for a missing label
+        self.x_sq_sum = torch.zeros((), dtype=dtype, device=device)
+        self.update(torch.zeros(n, self.n_classes, dtype=dtype, device=device), 1.0)
+
+    def update(self, mean: Tensor, tau: Tensor | float) -> None:
+        y, log_prob = argmax_probit(mean, self.onehot)
+        self.x_mean = torch.where(self.observed[:, None], y, mean)
+        log_prob = torch.where(self.observed, log_prob, 0.0)
+        self._log_terms = (
+            0.5 * mean.numel() * LOG_2PI
+            + (0.5 * mean**2 - self.x_mean * mean).sum()
+            + log_prob.sum()
+        )
+
+    def log_terms(self) -> Tensor:
+        return self._log_terms
+
+
+VIEW_TYPES = (Real, Latent, Binary, Categorical)
+
+
+# ---------------------------------------------------------------------------------------------
+# The model
+# ---------------------------------------------------------------------------------------------
+
+
+class SSHIBA:
+    """Sparse semi-supervised heterogeneous interbattery Bayesian analysis.
+
+    Args:
+        views: name -> view (`Real`, `Latent`, `Binary`/`Multilabel`, `Categorical`), all with
+            the same N rows.
+        k: initial number of factors K; ARD pruning shrinks it.
+        config: hyper-parameters, `FAConfig()` by default.
+
+    Attributes after `fit`: `q_z` (q(Z), mean (N, K)), `q[name]` (`ViewPosterior`), `history`
+    (lower bound after every iteration), `pruned` ((iteration, factors removed) events).
+    """
+
+    def __init__(self, views: dict[str, View], k: int, config: FAConfig | None = None):
+        self.config = config or FAConfig()
+        if not isinstance(views, dict) or not views:
+            raise ValueError("views must be a non-empty dict name -> view")
+        for name, view in views.items():
+            if not isinstance(view, View):
+                raise ValueError(
+                    f"view {name!r} has unknown type {type(view).__name__}; wrap its data in one "
+                    "of vaebook.fa.Real, Latent, Binary (Multilabel) or Categorical"
+                )
+        if int(k) < 1:
+            raise ValueError(f"k must be a positive number of factors, got {k}")
+        cfg = self.config
+        first = next(iter(views.values()))
+        self.device = torch.device(cfg.device) if cfg.device is not None else first.data.device
+        self.dtype = cfg.dtype or (torch.float64 if self.device.type == "cpu" else torch.float32)
+        self.views = views
+        self._bind_all(views)
+
+        self.q_z = GaussianRows(self._initial_z(int(k)), self._eye(int(k)))
+        self.q = {name: self._initial_posterior(view, int(k)) for name, view in views.items()}
+        self._xtz = {name: view.x_mean.T @ self.q_z.mean for name, view in views.items()}
+        self.history: list[float] = []
+        self.pruned: list[tuple[int, int]] = []
+
+    def _bind_all(self, views: dict[str, View]) -> None:
+        for name, view in views.items():
+            try:
+                view.bind(self.dtype, self.device)
+            except ValueError as err:
+                raise ValueError(f"view {name!r}: {err}") from err
+        rows = {name: view.shape[0] for name, view in views.items()}
+        if len(set(rows.values())) > 1:
+            raise ValueError(
+                f"views have different numbers of rows {rows}; every view must describe the "
+                "same N rows, in the same order (mark a view's absent rows with mask=)"
+            )
+
+    def _eye(self, k: int) -> Tensor:
+        return torch.eye(k, dtype=self.dtype, device=self.device)
+
+    def _full(self, shape: tuple[int, ...], value: float) -> Tensor:
+        return torch.full(shape, value, dtype=self.dtype, device=self.device)
+
+    def _initial_z(self, k: int) -> Tensor:
+        """Principal components of all views together (each scaled to unit total variance),
+        unit variance per column; random columns beyond the rank. PCA puts the signal in the
+        first columns, so ARD can switch the rest off quickly instead of untangling a rotation.
+        """
+        blocks = []
+        for view in self.views.values():
+            centred = view.x_mean - view.x_mean.mean(0)
+            blocks.append(centred / centred.norm().clamp(min=torch.finfo(self.dtype).tiny))
+        u, _, _ = torch.linalg.svd(torch.cat(blocks, 1), full_matrices=False)
+        n = u.shape[0]
+        generator = torch.Generator().manual_seed(self.config.seed)
+        z = torch.randn(n, k, generator=generator, dtype=torch.float64).to(self.device, self.dtype)
+        n_pc = min(k, u.shape[1])
+        z[:, :n_pc] = u[:, :n_pc] * math.sqrt(n)
+        return z
+
+    def _initial_posterior(self, view: View, k: int) -> ViewPosterior:
+        cfg = self.config
+        n, d = view.shape
+        # concentrated Gammas at the initial values: what an update would give, and a fixed
+        # value when update_alpha / update_tau is off
+        alpha_shape = cfg.prior_a + d / 2
+        alpha = Gamma(self._full((k,), alpha_shape), self._full((k,), alpha_shape / cfg.alpha_init))
+        tau = None
+        if view.learn_tau:
+            tau_init = cfg.tau_init or 1 / float(view.x_mean.var(0).mean().clamp(min=1e-6))
+            tau_shape = cfg.prior_a + n * d / 2
+            tau = Gamma(self._full((), tau_shape), self._full((), tau_shape / tau_init))
+        return ViewPosterior(
+            W=GaussianRows(self._full((d, k), 0.0), self._eye(k)),
+            b_mean=view.x_mean.mean(0),
+            b_var=self._full((), 1.0),
+            alpha=alpha,
+            tau=tau,
+        )
+
+    @property
+    def k(self) -> int:
+        """Current number of factors."""
+        return self.q_z.mean.shape[1]
+
+    # -- one sweep of coordinate ascent ------------------------------------------------------
+
+    def fit(self, n_iter: int = 1000, tol: float = 1e-8) -> SSHIBA:
+        """Run up to `n_iter` sweeps; stop when the bound changes by less than tol * |bound|."""
+        for _ in range(n_iter):
+            removed = self.step()
+            self.history.append(self.bound())
+            if removed:
+                self.pruned.append((len(self.history) - 1, removed))
+            elif len(self.history) > 1:
+                change = abs(self.history[-1] - self.history[-2])
+                if change <= tol * abs(self.history[-1]):
+                    break
+        return self
+
+    def step(self) -> int:
+        """One sweep: every view's q(W), q(b), q(alpha), q(tau), q(X); then q(Z); then pruning.
+
+        Returns the number of factors pruned.
+        """
+        for name, view in self.views.items():
+            self._update_view(view, self.q[name], self._xtz[name])
+        self.q_z = self._posterior_z(self.views, self.q)
+        self._xtz = {name: view.x_mean.T @ self.q_z.mean for name, view in self.views.items()}
+        return self._prune() if self.config.prune else 0
+
+    def _update_view(self, view: View, q: ViewPosterior, xtz: Tensor) -> None:
+        cfg = self.config
+        z, zz = self.q_z.mean, self.q_z.second_moment()
+        n, d = view.shape
+        z_sum = z.sum(0)
+        tau = q.tau_mean
+        # q(W): Sigma_W = (diag<alpha> + <tau><Z^T Z>)^-1, <W> = <tau>(<X> - 1<b>^T)^T <Z> Sigma_W
+        cov = inverse_spd(torch.diag(q.alpha.mean) + tau * zz)
+        q.W = GaussianRows(tau * (xtz - q.b_mean[:, None] * z_sum) @ cov, cov)
+        # q(b): precision 1 + N<tau>, mean <tau> sum_n (<x_n> - <W><z_n>) / precision
+        q.b_var = 1 / (1 + n * tau) * torch.ones((), dtype=self.dtype, device=self.device)
+        q.b_mean = q.b_var * tau * (view.x_mean.sum(0) - q.W.mean @ z_sum)
+        ww = q.W.second_moment()
+        if cfg.update_alpha:  # q(alpha_k) = Gamma(a0 + D/2, b0 + <W^T W>_kk / 2)
+            q.alpha = Gamma(
+                q.alpha.shape.new_full((self.k,), cfg.prior_a + d / 2),
+                cfg.prior_b + torch.diagonal(ww) / 2,
+            )
+        if q.tau is not None and cfg.update_tau:  # q(tau) = Gamma(a0 + ND/2, b0 + E[SSE]/2)
+            sse = self._expected_sq_error(view, q, xtz)
+            q.tau = Gamma(q.tau.shape, cfg.prior_b + sse / 2)
+        if not view.static:
+            view.update(q.mean_of(z), q.tau_mean)
+
+    def _expected_sq_error(self, view: View, q: ViewPosterior, xtz: Tensor) -> Tensor:
+        """E[sum_nd (x_nd - w_d^T z_n - b_d)^2] from moments; `xtz` = <X>^T <Z> (D, K)."""
+        n, d = view.shape
+        z_sum = self.q_z.mean.sum(0)
+        cross = (xtz * q.W.mean).sum() + view.x_mean.sum(0) @ q.b_mean  # <X> . (<Z><W>^T + 1<b>^T)
+        fit_sq = (
+            (q.W.second_moment() * self.q_z.second_moment()).sum()  # tr(<W^T W><Z^T Z>)
+            + 2 * (q.W.mean @ z_sum) @ q.b_mean
+            + n * (q.b_mean @ q.b_mean + d * q.b_var)
+        )
+        return view.x_sq_sum - 2 * cross + fit_sq
+
+    def _posterior_z(self, views: dict[str, View], q: dict[str, ViewPosterior]) -> GaussianRows:
+        """Sigma_Z = (I + sum_m <tau_m><W_m^T W_m>)^-1, <Z> = sum_m <tau_m>(<X_m> - 1<b_m>^T)<W_m> Sigma_Z."""
+        precision = self._eye(self.k)
+        rhs = 0.0
+        for name, view in views.items():
+            post = q[name]
+            precision = precision + post.tau_mean * post.W.second_moment()
+            rhs = rhs + post.tau_mean * (view.x_mean @ post.W.mean - post.b_mean @ post.W.mean)
+        cov = inverse_spd(precision)
+        return GaussianRows(rhs @ cov, cov)
+
+    # -- pruning -------------------------------------------------------------------------------
+
+    def activity(self) -> Tensor:
+        """Mean |<W_m>| per factor, divided by its view's largest: shape (n_views, K)."""
+        act = torch.stack([q.W.mean.abs().mean(0) for q in self.q.values()])
+        return act / act.amax(1, keepdim=True).clamp(min=torch.finfo(act.dtype).tiny)
+
+    def _prune(self) -> int:
+        """Drop factors below `prune_threshold` activity in every view; returns how many."""
+        keep = (self.activity() >= self.config.prune_threshold).any(0)
+        removed = int((~keep).sum())
+        if removed == 0:
+            return 0
+        self.q_z = GaussianRows(self.q_z.mean[:, keep], self.q_z.cov[keep][:, keep])
+        for name, q in self.q.items():
+            q.W = GaussianRows(q.W.mean[:, keep], q.W.cov[keep][:, keep])
+            q.alpha = Gamma(q.alpha.shape[keep], q.alpha.rate[keep])
+            self._xtz[name] = self._xtz[name][:, keep]
+        return removed
+
+    # -- lower bound ---------------------------------------------------------------------------
+
+    def bound(self) -> float:
+        """The variational lower bound on log p(data) at the current q (see the chapter)."""
+        cfg = self.config
+        k = self.k
+        # E[log p(Z)] + H[q(Z)], the log(2 pi) terms cancel
+        n_rows = self.q_z.mean.shape[0]
+        total = -0.5 * torch.trace(self.q_z.second_moment()) - 0.5 * n_rows * k * LOG_2PI
+        total = total + self.q_z.entropy()
+        for name, view in self.views.items():
+            q = self.q[name]
+            n, d = view.shape
+            ww = q.W.second_moment()
+            # E[log p(W | alpha)] + H[q(W)]
+            total = (
+                total + 0.5 * d * q.alpha.log_mean.sum() - 0.5 * (q.alpha.mean * ww.diag()).sum()
+            )
+            total = total - 0.5 * d * k * LOG_2PI + q.W.entropy()
+            # E[log p(b)] + H[q(b)]
+            total = (
+                total
+                - 0.5 * (q.b_mean @ q.b_mean + d * q.b_var)
+                + 0.5 * d * (1 + torch.log(q.b_var))
+            )
+            total = total - q.alpha.kl(cfg.prior_a, cfg.prior_b)
+            # E[log p(X | Z, W, b, tau)]
+            sse = self._expected_sq_error(view, q, self._xtz[name])
+            if q.tau is None:
+                total = total - 0.5 * n * d * LOG_2PI - 0.5 * sse
+            else:
+                total = total + 0.5 * n * d * (q.tau.log_mean - LOG_2PI) - 0.5 * q.tau.mean * sse
+                total = total - q.tau.kl(cfg.prior_a, cfg.prior_b)
+            total = total + view.log_terms()
+        return float(total)
+
+    # -- using the fitted model ------------------------------------------------------------------
+
+    def prior_moments(self, view: str) -> tuple[Tensor, Tensor]:
+        """The prior that the rest of the model puts on a view's data, for FA-VAE.
+
+        Returns (<Z><W_m>^T + <b_m> of shape (N, D), <tau_m> a scalar tensor).
+        """
+        q = self._posterior(view)
+        tau = torch.as_tensor(q.tau_mean, dtype=self.dtype, device=self.device)
+        return q.mean_of(self.q_z.mean), tau
+
+    def posterior_z(self, inputs: dict[str, View | Tensor]) -> GaussianRows:
+        """q(Z_new) for new rows observed in the `inputs` views, the loadings fixed at q(W).
+
+        Args: inputs as in `predict`. Returns q(Z_new): mean (N_new, K), one covariance (K, K).
+        """
+        if not inputs:
+            raise ValueError("give at least one input view")
+        views = {name: self._as_view(name, data) for name, data in inputs.items()}
+        self._bind_all(views)
+        q_z = self._posterior_z(views, self.q)
+        if not all(view.static for view in views.values()):
+            for _ in range(self.config.predict_iter):  # q(Z_new) and q(X_new) depend on each other
+                for name, view in views.items():
+                    view.update(self.q[name].mean_of(q_z.mean), self.q[name].tau_mean)
+                q_z = self._posterior_z(views, self.q)
+        return q_z
+
+    def predict(self, inputs: dict[str, View | Tensor], output: str) -> Tensor:
+        """Posterior predictive of view `output` for new rows observed in the `inputs` views.
+
+        Args:
+            inputs: view name -> data of the new rows (a tensor, wrapped in the view's type, or
+                a view object, e.g. `Latent(mean, var)`); every input has the same N_new rows.
+            output: name of the view to predict.
+
+        Returns (N_new, D_out): the mean for `Real`/`Latent`, P(t = 1) for `Binary`, class
+        probabilities for `Categorical`.
+        """
+        out = self._posterior(output)
+        q_z = self.posterior_z(inputs)
+        mean = out.mean_of(q_z.mean)
+        # variance of w_d^T z_n + b_d under q(W) q(Z_new) q(b), plus the noise 1/tau
+        var = (
+            ((out.W.mean @ q_z.cov) * out.W.mean).sum(1)
+            + ((q_z.mean @ out.W.cov) * q_z.mean).sum(1, keepdim=True)
+            + (out.W.cov * q_z.cov).sum()
+            + out.b_var
+            + 1 / out.tau_mean
+        )
+        kind = self.views[output]
+        if isinstance(kind, Binary):  # E[sigmoid(x)] ~ sigmoid(mean / sqrt(1 + pi var / 8))
+            return torch.sigmoid(mean / torch.sqrt(1 + math.pi * var / 8))
+        if isinstance(kind, Categorical):  # P(argmax = c) with y ~ N(mean, var I), var per row
+            scaled = mean / var.mean(1, keepdim=True).sqrt()
+            eye = torch.eye(kind.n_classes, dtype=torch.bool, device=self.device)
+            log_p = [argmax_probit(scaled, eye[c].expand_as(scaled))[1] for c in range(len(eye))]
+            return torch.softmax(torch.stack(log_p, 1), 1)  # renormalise the quadrature
+        return mean
+
+    def _posterior(self, view: str) -> ViewPosterior:
+        if view not in self.q:
+            raise ValueError(f"unknown view {view!r}; the model has {list(self.q)}")
+        return self.q[view]
+
+    def _as_view(self, name: str, data: View | Tensor) -> View:
+        template = self.views.get(name)
+        if template is None:
+            raise ValueError(f"unknown view {name!r}; the model has {list(self.views)}")
+        if isinstance(data, View):
+            if type(data) is not type(template):
+                raise ValueError(
+                    f"view {name!r} was fitted as {type(template).__name__}, "
+                    f"got {type(data).__name__}"
+                )
+            return data
+        if isinstance(template, Categorical):
+            return Categorical(data, n_classes=template.n_classes)
+        return type(template)(data)

@@ -1,0 +1,25 @@
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "datasets"
+
+# tests and CI read the data root beside the checkout unless one is set
+if not os.environ.get("VAEBOOK_DATA") and SHARED_DATA.exists():
+    os.environ["VAEBOOK_DATA"] = str(SHARED_DATA)
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def synthetic_images(n: int = 64, shape=(1, 28, 28), seed: int = 0) -> torch.Tensor:
+    """Random smooth blobs in [0, 1] (B, C, H, W): images with structure, made on the spot."""
+    generator = torch.Generator().manual_seed(seed)
+    base = torch.rand(n, shape[0], shape[1] // 4, shape[2] // 4, generator=generator)
+    smooth = torch.nn.functional.interpolate(base, size=shape[1:], mode="bilinear")
+    return torch.sigmoid((smooth - 0.5) * 12)  # nearly binary, so a VAE has much to learn

@@ -1,0 +1,206 @@
+"""Tests of the SSHIBA engine (`vaebook.fa`) on synthetic data with known truth."""
+
+import math
+
+import pytest
+import torch
+
+from vaebook import fa
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # the matrices here are small: thread start-up would cost more than it saves
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def factor_data(n=400, dims=(30, 20), shared=3, private=(1, 1), noise=0.1, seed=0):
+    """Views x^(m) = Z W_m^T + b_m + noise with `shared` factors in all views and
+    `private[m]` factors only in view m. Returns (Z (n, K), [W_m (D_m, K)], [X_m (n, D_m)])."""
+    gen = torch.Generator().manual_seed(seed)
+    k = shared + sum(private)
+    z = torch.randn(n, k, generator=gen, dtype=torch.float64)
+    loadings, views = [], []
+    for m, d in enumerate(dims):
+        active = torch.zeros(k, dtype=torch.bool)
+        active[:shared] = True
+        first = shared + sum(private[:m])
+        active[first : first + private[m]] = True
+        w = torch.randn(d, k, generator=gen, dtype=torch.float64) * active
+        b = torch.randn(d, generator=gen, dtype=torch.float64)
+        x = z @ w.T + b + noise * torch.randn(n, d, generator=gen, dtype=torch.float64)
+        loadings.append(w)
+        views.append(x)
+    return z, loadings, views
+
+
+def assert_monotone(history, rtol=1e-8, skip=()):
+    h = torch.tensor(history, dtype=torch.float64)
+    drops = [
+        (i, float(h[i] - h[i - 1]))
+        for i in range(1, len(h))
+        if i not in skip and h[i] < h[i - 1] - rtol * abs(h[i])
+    ]
+    assert not drops, f"lower bound decreased at (iteration, change): {drops[:5]}"
+
+
+def second_view(kind, z, gen):
+    """A view of type `kind` driven by the first two latent factors."""
+    n = z.shape[0]
+    logits = z[:, :2] @ torch.randn(2, 4, generator=gen, dtype=torch.float64) * 2
+    labels = (logits > 0).double()
+    if kind == "binary":
+        return fa.Binary(labels[:, 0])
+    if kind == "multilabel":
+        mask = torch.rand(n, 4, generator=gen) > 0.2  # missing entries
+        return fa.Multilabel(torch.where(mask, labels, float("nan")), mask=mask)
+    if kind == "latent":
+        var = 0.05 * torch.rand(n, 4, generator=gen, dtype=torch.float64)
+        return fa.Latent(logits + var.sqrt() * torch.randn_like(logits), var)
+    if kind == "real_missing":
+        mask = torch.rand(n, 4, generator=gen) > 0.2
+        mask[: n // 4] = False  # whole missing rows too
+        return fa.Real(torch.where(mask, logits, float("nan")), mask=mask)
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["real", "binary", "multilabel", "latent", "real_missing"])
+def test_bound_never_decreases(kind):
+    # pruning changes the model (K shrinks), so it is off here; see the ARD test for the rest
+    z, _, (x, _) = factor_data(n=300, dims=(15, 10), noise=0.3)
+    gen = torch.Generator().manual_seed(1)
+    views = {"x": fa.Real(x)}
+    if kind != "real":
+        views["y"] = second_view(kind, z, gen)
+    model = fa.SSHIBA(views, k=8, config=fa.FAConfig(prune=False)).fit(n_iter=200, tol=0)
+    assert len(model.history) == 200
+    assert_monotone(model.history)
+    assert model.history[-1] > model.history[0] + 1.0  # it did move
+
+
+def test_categorical_bound_rises_over_windows():
+    z, _, (x, _) = factor_data(n=300, dims=(15, 10), noise=0.3)
+    labels = (z[:, :2] @ torch.randn(2, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2))).argmax(1)
+    views = {"x": fa.Real(x), "y": fa.Categorical(labels)}
+    model = fa.SSHIBA(views, k=8, config=fa.FAConfig(prune=False)).fit(n_iter=200, tol=0)
+    window_means = torch.tensor(model.history).view(10, 20).mean(1)
+    rises = window_means[1:] - window_means[:-1]
+    assert (rises >= -1e-8 * window_means[1:].abs()).all(), window_means
+    assert window_means[-1] > window_means[0]
+
+
+def principal_angle_deg(a, b):
+    """Largest principal angle between the column spaces of a and b, in degrees."""
+    qa, qb = torch.linalg.qr(a)[0], torch.linalg.qr(b)[0]
+    cosines = torch.linalg.svdvals(qa.T @ qb).clamp(max=1.0)
+    return math.degrees(math.acos(float(cosines.min())))
+
+
+@pytest.fixture(scope="module")
+def ard_fit():
+    """K = 50 on two views made from 5 factors: 3 shared, one private to each view."""
+    z, loadings, views = factor_data(n=500, dims=(30, 20), shared=3, private=(1, 1), noise=0.1)
+    model = fa.SSHIBA({"a": fa.Real(views[0]), "b": fa.Real(views[1])}, k=50)
+    return model.fit(n_iter=1000, tol=1e-9), loadings
+
+
+def test_ard_prunes_to_true_number_of_factors(ard_fit):
+    model, loadings = ard_fit
+    assert model.k == 5
+    learned = torch.cat([model.q["a"].W.mean, model.q["b"].W.mean])
+    assert principal_angle_deg(learned, torch.cat(loadings)) < 10.0
+    # outside the pruning events the bound still never decreases
+    assert_monotone(model.history, skip={i for i, _ in model.pruned})
+
+
+def test_private_and_shared_factors(ard_fit):
+    model, loadings = ard_fit
+    active = model.activity() > 0.05  # (views, K)
+    shared = active.all(0)
+    only_a, only_b = active[0] & ~active[1], active[1] & ~active[0]
+    assert (int(shared.sum()), int(only_a.sum()), int(only_b.sum())) == (3, 1, 1)
+    # an inactive loading is really off, not just smaller
+    assert model.activity()[~active].max() < 1e-2
+    # the factor private to view a spans the true private loading of view a
+    private_a = model.q["a"].W.mean[:, only_a]
+    assert principal_angle_deg(private_a, loadings[0][:, 3:4]) < 10.0
+
+
+def auc(scores, labels):
+    """Area under the ROC curve: P(score of a positive > score of a negative)."""
+    pos, neg = scores[labels == 1], scores[labels == 0]
+    return float((pos[:, None] > neg[None, :]).double().mean())
+
+
+def test_binary_view_predicted_from_real_view():
+    z, _, (x, _) = factor_data(n=800, dims=(20, 5), shared=3, private=(0, 0), noise=0.3)
+    direction = torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64)
+    labels = (z @ direction > 0).double()
+    train, test = slice(0, 400), slice(400, 800)
+    views = {"x": fa.Real(x[train]), "t": fa.Binary(labels[train])}
+    model = fa.SSHIBA(views, k=10).fit(n_iter=300)
+    prob = model.predict(inputs={"x": x[test]}, output="t")
+    assert prob.shape == (400, 1)
+    assert auc(prob[:, 0], labels[test]) >= 0.95
+
+
+def test_semi_supervised_labels_of_missing_rows():
+    z, _, (x, _) = factor_data(n=600, dims=(20, 5), shared=3, private=(0, 0), noise=0.3)
+    labels = (z @ torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64) > 0).double()
+    observed = torch.arange(600) < 300
+    views = {"x": fa.Real(x), "t": fa.Binary(labels, mask=observed)}
+    model = fa.SSHIBA(views, k=10).fit(n_iter=300)
+    mean, _ = model.prior_moments("t")  # <x> of the missing labels' pseudo-data
+    assert auc(mean[~observed, 0], labels[~observed]) >= 0.95
+
+
+def test_q_z_is_exact_fa_posterior_with_alpha_tau_fixed():
+    _, _, (x, _) = factor_data(n=300, dims=(12, 4), shared=3, private=(0, 0), noise=0.5)
+    tau = 4.0
+    config = fa.FAConfig(update_alpha=False, update_tau=False, tau_init=tau, prune=False)
+    model = fa.SSHIBA({"x": fa.Real(x)}, k=3, config=config).fit(n_iter=20)
+    q = model.q["x"]
+    q.W.cov.zero_()  # certain loadings: ordinary FA with W = <W>, b = <b>
+    q.b_var.zero_()
+    q_z = model.posterior_z({"x": x})
+    # ordinary FA: [z; x] jointly Gaussian, condition on x
+    w, b = q.W.mean, q.b_mean
+    gain = w.T @ torch.linalg.inv(w @ w.T + torch.eye(12, dtype=torch.float64) / tau)
+    torch.testing.assert_close(q_z.mean, (x - b) @ gain.T, rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(q_z.cov, torch.eye(3, dtype=torch.float64) - gain @ w)
+
+
+def test_prior_moments_and_predict_shapes():
+    z, _, (x, y) = factor_data(n=200, dims=(10, 6), noise=0.3)
+    mu, var = y, torch.full_like(y, 0.01)
+    model = fa.SSHIBA({"x": fa.Real(x), "h": fa.Latent(mu, var)}, k=6).fit(n_iter=100)
+    mean, tau = model.prior_moments("h")
+    assert mean.shape == (200, 6) and mean.dtype == torch.float64 and tau.dim() == 0
+    assert ((mean - y) ** 2).mean() < 0.2 * y.var()
+    assert model.predict({"h": fa.Latent(mu[:7], var[:7])}, output="x").shape == (7, 10)
+
+
+def test_error_views_with_different_numbers_of_rows():
+    with pytest.raises(ValueError, match="different numbers of rows"):
+        fa.SSHIBA({"x": fa.Real(torch.randn(10, 3)), "y": fa.Real(torch.randn(9, 3))}, k=2)
+
+
+def test_error_nan_outside_declared_mask():
+    x = torch.randn(10, 3)
+    x[2, 1] = float("nan")
+    with pytest.raises(ValueError, match=r"view 'x'.*not marked missing.*mask="):
+        fa.SSHIBA({"x": fa.Real(x)}, k=2)
+    mask = ~torch.isnan(x)
+    fa.SSHIBA({"x": fa.Real(x, mask=mask)}, k=2)  # declared: fine
+    mask[5, 0] = False
+    x[6, 0] = float("nan")
+    with pytest.raises(ValueError, match="not marked missing"):
+        fa.SSHIBA({"x": fa.Real(x, mask=mask)}, k=2)
+
+
+def test_error_unknown_view_type():
+    with pytest.raises(ValueError, match="unknown type Tensor.*Real, Latent, Binary"):
+        fa.SSHIBA({"x": torch.randn(10, 3)}, k=2)

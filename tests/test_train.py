@@ -1,0 +1,172 @@
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from conftest import synthetic_images
+from torch import nn
+
+from vaebook.data import ImageData
+from vaebook.models import VAE, VAEConfig
+from vaebook.train import (
+    CheckpointMismatchError,
+    NonFiniteLossError,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    pick_device,
+)
+
+
+def _data(n=256):
+    return ImageData(synthetic_images(n), binarize=True)
+
+
+def _config(**overrides):
+    return TrainConfig(
+        **{"epochs": 2, "batch_size": 32, "device": "cpu", "progress": False, **overrides}
+    )
+
+
+def test_training_lowers_the_loss_and_records_every_term():
+    model = VAE(VAEConfig(latent_dim=4, hidden=(64,)))
+    data = ImageData(synthetic_images(512))
+    config = _config(epochs=6, lr=1e-2)
+    history = Trainer(model, data, config, eval_data=ImageData(synthetic_images(64, seed=1))).fit()
+    assert history["total"][-1] < history["total"][0] - 10
+    assert {"total", "reconstruction", "kl", "test_total", "test_kl", "seconds"} <= set(history)
+    assert all(len(v) == 6 for v in history.values())
+
+
+class ExplodingModel(nn.Module):
+    """A linear model whose loss becomes NaN at its fourth call."""
+
+    def __init__(self):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(()))
+        self.calls = 0
+
+    def loss(self, batch):
+        self.calls += 1
+        value = self.weight * batch.mean()
+        total = value * float("nan") if self.calls == 4 else value
+        return {"total": total, "scaled": 2 * value}
+
+
+def test_non_finite_loss_stops_with_step_and_last_finite_terms():
+    model = ExplodingModel()
+    with pytest.raises(NonFiniteLossError) as error:
+        Trainer(model, _data(96), _config(batch_size=32)).fit()
+    message = str(error.value)
+    assert "epoch 2, step 1" in message and "last finite terms" in message and "scaled" in message
+    assert torch.isfinite(model.weight).all()  # the NaN step touched no weight
+
+
+def test_checkpoint_round_trip_and_mismatch(tmp_path):
+    path = tmp_path / "run.pt"
+    model = VAE(VAEConfig(latent_dim=4, hidden=(32,)))
+    Trainer(model, _data(64), _config(epochs=1, checkpoint_path=str(path))).fit()
+    assert path.exists() and not list(tmp_path.glob("*.tmp"))
+    same = VAE(VAEConfig(latent_dim=4, hidden=(32,)))
+    state = load_checkpoint(path, same)
+    assert state["epoch"] == 1 and torch.equal(same.head.linear.weight, model.head.linear.weight)
+    with pytest.raises(CheckpointMismatchError, match="from the checkpoint's config"):
+        load_checkpoint(path, VAE(VAEConfig(latent_dim=5, hidden=(32,))))
+
+
+class TwoOptimiserModel(nn.Module):
+    """Uses the trainer's hooks: two optimisers, its own update order."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = nn.Parameter(torch.tensor(3.0)), nn.Parameter(torch.tensor(-3.0))
+
+    def configure_optimizers(self, config):
+        return [torch.optim.SGD([self.a], lr=0.1), torch.optim.SGD([self.b], lr=0.1)]
+
+    def training_step(self, batch, optimizers):
+        for parameter, optimizer in zip((self.a, self.b), optimizers, strict=True):
+            loss = parameter**2
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+        return {"total": (self.a**2 + self.b**2).detach()}
+
+
+def test_models_with_their_own_step_use_the_hooks():
+    model = TwoOptimiserModel()
+    history = Trainer(model, _data(64), _config(epochs=3)).fit()
+    assert history["total"][-1] < history["total"][0] and abs(model.a.item()) < 3
+
+
+def test_device_and_amp_errors():
+    assert pick_device("auto").type in ("cuda", "mps", "cpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            pick_device("cuda")
+        with pytest.raises(ValueError, match="amp=False"):
+            Trainer(VAE(), _data(8), _config(amp=True))
+    with pytest.raises(ValueError, match="epochs >= 0"):
+        TrainConfig(epochs=-1)
+
+
+RUN = textwrap.dedent(
+    """
+    import sys, torch
+    sys.path.insert(0, {tests!r})
+    from conftest import synthetic_images
+    from vaebook.data import ImageData
+    from vaebook.models import VAE, VAEConfig
+    from vaebook.train import Trainer, TrainConfig, seed_everything
+
+    torch.set_num_threads(1)
+    mode, path, epochs = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    data = ImageData(synthetic_images(512), binarize=True)
+    seed_everything(7)
+    model = VAE(VAEConfig(latent_dim=4, hidden=(64,)))
+    if mode == "resume":
+        trainer = Trainer.resume(path, model, data, epochs=epochs)
+    else:
+        config = TrainConfig(epochs=epochs, batch_size=32, device="cpu", seed=3, progress=False,
+                             lr_milestones=(2,), checkpoint_path=path)
+        trainer = Trainer(model, data, config)
+    trainer.fit()
+    torch.save(model.state_dict(), path + ".final")
+    """
+)
+
+
+def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
+    script = tmp_path / "run.py"
+    script.write_text(RUN.format(tests=str(__import__("pathlib").Path(__file__).parent)))
+
+    def run(*args):
+        return [sys.executable, str(script), *args]
+
+    reference = str(tmp_path / "reference.pt")
+    subprocess.run(run("fresh", reference, "5"), check=True)
+
+    killed = str(tmp_path / "killed.pt")
+    process = subprocess.Popen(run("fresh", killed, "1000"))
+    try:
+        import time
+
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            if (tmp_path / "killed.pt").exists():
+                epoch = torch.load(killed, weights_only=False)["epoch"]
+                if epoch >= 2:
+                    break
+            time.sleep(0.05)
+        process.kill()
+    finally:
+        process.wait()
+    epoch = torch.load(killed, weights_only=False)["epoch"]
+    assert 2 <= epoch < 5, f"checkpoint at epoch {epoch}; the kill came too late to test resuming"
+    subprocess.run(run("resume", killed, "5"), check=True)
+
+    expected = torch.load(reference + ".final")
+    resumed = torch.load(killed + ".final")
+    for name, tensor in expected.items():
+        assert torch.equal(tensor, resumed[name]), f"{name} differs after resume"
