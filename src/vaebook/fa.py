@@ -38,7 +38,9 @@ class FAConfig:
     prior_b: float = 1e-14  # Gamma rate of the priors on alpha and tau
     prune: bool = True  # drop factors inactive in every view
     prune_threshold: float = 1e-4  # a factor is inactive below this share of its view's strongest
-    update_alpha: bool = True  # False holds q(alpha) at alpha_init
+    rotate: bool = True  # re-rotate Z and W after every sweep (Klami et al., 2013)
+    rotate_iter: int = 5  # L-BFGS iterations per rotation
+    update_alpha: bool = True  # False holds q(alpha) at alpha_init (and turns off `rotate`)
     update_tau: bool = True  # False holds q(tau) at tau_init
     alpha_init: float = 1.0
     tau_init: float | None = None  # None: 1 / (mean column variance of the view's data)
@@ -525,6 +527,8 @@ class SSHIBA:
         for name, view in self.views.items():
             self._update_view(view, self.q[name], self._xtz[name])
         self.q_z = self._posterior_z(self.views, self.q)
+        if self.config.rotate and self.config.update_alpha:
+            self._rotate()
         self._xtz = {name: view.x_mean.T @ self.q_z.mean for name, view in self.views.items()}
         return self._prune() if self.config.prune else 0
 
@@ -540,17 +544,19 @@ class SSHIBA:
         # q(b): precision 1 + N<tau>, mean <tau> sum_n (<x_n> - <W><z_n>) / precision
         q.b_var = 1 / (1 + n * tau) * torch.ones((), dtype=self.dtype, device=self.device)
         q.b_mean = q.b_var * tau * (view.x_mean.sum(0) - q.W.mean @ z_sum)
-        ww = q.W.second_moment()
-        if cfg.update_alpha:  # q(alpha_k) = Gamma(a0 + D/2, b0 + <W^T W>_kk / 2)
-            q.alpha = Gamma(
-                q.alpha.shape.new_full((self.k,), cfg.prior_a + d / 2),
-                cfg.prior_b + torch.diagonal(ww) / 2,
-            )
+        if cfg.update_alpha:
+            q.alpha = self._alpha_posterior(q, d)
         if q.tau is not None and cfg.update_tau:  # q(tau) = Gamma(a0 + ND/2, b0 + E[SSE]/2)
             sse = self._expected_sq_error(view, q, xtz)
             q.tau = Gamma(q.tau.shape, cfg.prior_b + sse / 2)
         if not view.static:
             view.update(q.mean_of(z), q.tau_mean)
+
+    def _alpha_posterior(self, q: ViewPosterior, d: int) -> Gamma:
+        """q(alpha_k) = Gamma(a0 + D/2, b0 + <W^T W>_kk / 2)."""
+        cfg = self.config
+        shape = self._full((self.k,), cfg.prior_a + d / 2)
+        return Gamma(shape, cfg.prior_b + torch.diagonal(q.W.second_moment()) / 2)
 
     def _expected_sq_error(self, view: View, q: ViewPosterior, xtz: Tensor) -> Tensor:
         """E[sum_nd (x_nd - w_d^T z_n - b_d)^2] from moments; `xtz` = <X>^T <Z> (D, K)."""
@@ -574,6 +580,53 @@ class SSHIBA:
             rhs = rhs + post.tau_mean * (view.x_mean @ post.W.mean - post.b_mean @ post.W.mean)
         cov = inverse_spd(precision)
         return GaussianRows(rhs @ cov, cov)
+
+    # -- rotation ------------------------------------------------------------------------------
+
+    def _rotation_objective(self, r: Tensor) -> tuple[Tensor, Tensor]:
+        """The bound as a function of a rotation Z -> Z R^-T, W_m -> W_m R, up to a constant,
+        and its gradient in R (Klami et al., 2013).
+
+        The likelihood only sees W_m z_n and tr(<W^T W><Z^T Z>), which R leaves alone; what
+        changes is the prior on Z, the entropies (log|det R|) and, with q(alpha) at its optimum,
+        -(a0 + D/2) log(b0 + <W^T W>_kk / 2) per view and factor.
+        """
+        cfg = self.config
+        r_inv = torch.linalg.inv(r)
+        zz_rotated = r_inv @ self._zz @ r_inv.T  # R^-1 <Z^T Z> R^-T
+        value = -0.5 * torch.trace(zz_rotated) + self._logdet_weight * torch.linalg.slogdet(r)[1]
+        grad = r_inv.T @ zz_rotated + self._logdet_weight * r_inv.T
+        for ww, d in self._ww:
+            ww_r = ww @ r
+            rate = cfg.prior_b + (r * ww_r).sum(0) / 2  # b0 + diag(R^T <W^T W> R) / 2
+            value = value - (cfg.prior_a + d / 2) * torch.log(rate).sum()
+            grad = grad - (cfg.prior_a + d / 2) * ww_r / rate
+        return value, grad
+
+    def _rotate(self) -> None:
+        """Move along the directions in which mean-field updates crawl: the rotations of the
+        latent space. Maximise the bound over R with L-BFGS from R = I; keep R if it rises."""
+        self._zz = self.q_z.second_moment()
+        self._ww = [(q.W.second_moment(), q.W.mean.shape[0]) for q in self.q.values()]
+        self._logdet_weight = sum(d for _, d in self._ww) - self.q_z.mean.shape[0]  # D - N
+        eye = self._eye(self.k)
+        r = eye.clone()
+        optimizer = torch.optim.LBFGS([r], max_iter=self.config.rotate_iter, line_search_fn="strong_wolfe")
+
+        def closure():
+            value, grad = self._rotation_objective(r)
+            r.grad = -grad
+            return -value
+
+        optimizer.step(closure)
+        gain = self._rotation_objective(r)[0] - self._rotation_objective(eye)[0]
+        if not torch.isfinite(gain) or gain <= 0:
+            return
+        r_inv = torch.linalg.inv(r)
+        self.q_z = GaussianRows(self.q_z.mean @ r_inv.T, r_inv @ self.q_z.cov @ r_inv.T)
+        for name, q in self.q.items():
+            q.W = GaussianRows(q.W.mean @ r, r.T @ q.W.cov @ r)
+            q.alpha = self._alpha_posterior(q, self.views[name].shape[1])
 
     # -- pruning -------------------------------------------------------------------------------
 

@@ -1,0 +1,27 @@
+# `make book`: create .venv, install requirements.txt, build the HTML book into _build/html.
+# `make test`: lint, then every test: unit tests, notebooks (papermill, nbval), book build, browser.
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: book test lint clean
+
+$(STAMP): requirements.txt pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -r requirements.txt
+	touch $(STAMP)
+
+book: $(STAMP)
+	$(PY) -m jupyter_book build . -W --keep-going
+	@echo "The book: $(CURDIR)/_build/html/index.html"
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: lint
+	VAEBOOK_QUICK=1 $(PY) -m pytest tests notebooks --nbval-lax -p no:cacheprovider -ra --durations=15
+
+clean:
+	rm -rf _build
