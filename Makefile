@@ -13,7 +13,7 @@ $(STAMP): requirements.txt pyproject.toml
 	touch $(STAMP)
 
 book: $(STAMP)
-	$(PY) -m jupyter_book build . -W --keep-going
+	$(VENV)/bin/jupyter-book build . -W --keep-going
 	@echo "The book: $(CURDIR)/_build/html/index.html"
 
 lint: $(STAMP)

@@ -64,7 +64,13 @@ def built_book(executed_notebooks):
     shutil.copy(REPO / "_toc.yml", BOOK / "_toc.yml")
     shutil.copytree(REPO / "book", BOOK / "book")
     result = subprocess.run(
-        [sys.executable, "-m", "jupyter_book", "build", str(BOOK), "-W", "--keep-going"],
+        [
+            str(Path(sys.executable).parent / "jupyter-book"),
+            "build",
+            str(BOOK),
+            "-W",
+            "--keep-going",
+        ],
         capture_output=True,
         text=True,
     )
