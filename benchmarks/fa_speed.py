@@ -14,12 +14,13 @@ import os
 for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ[var] = "2"  # numpy's BLAS gets the same two threads as torch
 
-import argparse
-import sys
-import time
-from pathlib import Path
+import argparse  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
-import torch
+import torch  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
 from fa_numpy_reference import ReferenceSSHIBA  # noqa: E402
@@ -40,22 +41,25 @@ def mnist_like(n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def seconds_per_iteration(step, n_iter: int) -> tuple[float, float]:
-    """Wall time per (sweep + bound) after one warm-up sweep; returns (seconds, last bound)."""
+    """Median wall time of a (sweep + bound) after one warm-up sweep; the median shrugs off
+    a sweep slowed by other work on the machine. Returns (seconds, last bound)."""
     bound = step()
-    start = time.perf_counter()
+    times = []
     for _ in range(n_iter):
+        start = time.perf_counter()
         bound = step()
-    return (time.perf_counter() - start) / n_iter, bound
+        times.append(time.perf_counter() - start)
+    return statistics.median(times), bound
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--iters", type=int, default=3, help="timed sweeps per point")
+    parser.add_argument("--iters", type=int, default=3, help="timed sweeps per point (median)")
     parser.add_argument("--sizes", type=int, nargs="+", default=[2500, 5000, 10000, 20000])
     args = parser.parse_args()
     torch.set_num_threads(2)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, float64, CPU, K={K}")
-    print(f"views: real 784 + binary 10; {args.iters} timed sweeps (+1 warm-up) per point\n")
+    print(f"views: real 784 + binary 10; median of {args.iters} sweeps (+1 warm-up) per point\n")
     header = (
         f"{'N':>6} | {'ours s/it':>9} | {'ours+rot s/it':>13} | {'numpy s/it':>10} | "
         f"{'numpy/ours':>10} | {'ours us/row':>11} | {'bound rel. diff':>15}"
@@ -81,8 +85,8 @@ def main() -> None:
 
         ours_s, ours_bound = seconds_per_iteration(ours_step, args.iters)
         reference_s, reference_bound = seconds_per_iteration(reference_step, args.iters)
-        rotating = fa.SSHIBA(views, k=K, config=fa.FAConfig(prune=False))
-        rotating_s, _ = seconds_per_iteration(lambda model=rotating: ours_step(model), args.iters)
+        ours.config.rotate = True  # the same model, now with the rotation step
+        rotating_s, _ = seconds_per_iteration(ours_step, args.iters)
         rel_diff = abs(ours_bound - reference_bound) / abs(reference_bound)
         print(
             f"{n:>6} | {ours_s:>9.3f} | {rotating_s:>13.3f} | {reference_s:>10.3f} | "

@@ -166,8 +166,9 @@ def test_q_z_is_exact_fa_posterior_with_alpha_tau_fixed():
     config = fa.FAConfig(update_alpha=False, update_tau=False, tau_init=tau, prune=False)
     model = fa.SSHIBA({"x": fa.Real(x)}, k=3, config=config).fit(n_iter=20)
     q = model.q["x"]
-    q.W.cov.zero_()  # certain loadings: ordinary FA with W = <W>, b = <b>
-    q.b_var.zero_()
+    # certain loadings: ordinary FA with W = <W>, b = <b>
+    q.W = fa.GaussianRows(q.W.mean, torch.zeros_like(q.W.cov))
+    q.b_var = torch.zeros_like(q.b_var)
     q_z = model.posterior_z({"x": x})
     # ordinary FA: [z; x] jointly Gaussian, condition on x
     w, b = q.W.mean, q.b_mean

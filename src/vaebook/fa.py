@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import cached_property
 
 import torch
 from torch import Tensor
@@ -45,7 +46,7 @@ class FAConfig:
     alpha_init: float = 1.0
     tau_init: float | None = None  # None: 1 / (mean column variance of the view's data)
     predict_iter: int = 50  # sweeps of q(Z_new) <-> q(X_new) for non-Gaussian inputs to `predict`
-    seed: int = 0  # for the random initial <Z>
+    seed: int = 0  # for the random columns of the initial <Z> beyond the data's rank
     device: str | torch.device | None = None  # None: where the first view's data live
     dtype: torch.dtype | None = None  # None: float64 on CPU, float32 elsewhere
 
@@ -55,15 +56,16 @@ class FAConfig:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
+@dataclass(frozen=True)
 class GaussianRows:
     """q over the R rows of a (R, K) matrix: row r ~ N(mean[r], cov), one shared covariance."""
 
     mean: Tensor  # (R, K)
     cov: Tensor  # (K, K)
 
+    @cached_property
     def second_moment(self) -> Tensor:
-        """E[M^T M] = <M>^T <M> + R cov, shape (K, K)."""
+        """E[M^T M] = <M>^T <M> + R cov, shape (K, K); computed once (an N K^2 product for Z)."""
         return self.mean.T @ self.mean + self.mean.shape[0] * self.cov
 
     def entropy(self) -> Tensor:
@@ -158,11 +160,13 @@ class View:
         return tuple(self.x_mean.shape)
 
 
-def _observed_mask(mask: Tensor | None, shape: tuple[int, ...]) -> Tensor | None:
+def _observed_mask(
+    mask: Tensor | None, shape: tuple[int, ...], device: torch.device
+) -> Tensor | None:
     """A (N,) row mask or (N, D) entry mask, True = observed, broadcast to `shape`."""
     if mask is None:
         return None
-    mask = torch.as_tensor(mask, dtype=torch.bool)
+    mask = torch.as_tensor(mask, dtype=torch.bool).to(device)
     if mask.dim() == 1 and len(shape) == 2:
         mask = mask[:, None]
     try:
@@ -199,7 +203,7 @@ class Real(View):
 
     def bind(self, dtype: torch.dtype, device: torch.device) -> None:
         data = self.data.to(device, dtype)
-        observed = _observed_mask(self.mask, data.shape)
+        observed = _observed_mask(self.mask, data.shape, device)
         _check_nan(data, observed)
         var = torch.zeros((), dtype=dtype, device=device) if self.var is None else self.var
         var = torch.as_tensor(var).to(device, dtype).expand(data.shape)
@@ -208,15 +212,13 @@ class Real(View):
             self.x_mean = data
             self.x_sq_sum = (data**2 + var).sum()
             return
-        self.observed = observed.to(device)
+        self.observed = observed
         self.x_obs = torch.where(self.observed, data, 0.0)
         self._obs_sq_sum = torch.where(self.observed, self.x_obs**2 + var, 0.0).sum()
         column_mean = self.x_obs.sum(0) / self.observed.sum(0).clamp(min=1)
         self.update(column_mean.expand(data.shape), 1.0)
 
     def update(self, mean: Tensor, tau: Tensor | float) -> None:
-        if self.static:
-            return
         missing = ~self.observed
         n_missing = missing.sum()
         self.x_mean = torch.where(self.observed, self.x_obs, mean)
@@ -272,10 +274,9 @@ class Binary(View):
 
     def bind(self, dtype: torch.dtype, device: torch.device) -> None:
         data = self.data.to(device, dtype)
-        observed = _observed_mask(self.mask, data.shape)
+        observed = _observed_mask(self.mask, data.shape, device)
         _check_nan(data, observed)
-        observed = torch.ones_like(data, dtype=torch.bool) if observed is None else observed
-        self.observed = observed.to(device)
+        self.observed = torch.ones_like(data, dtype=torch.bool) if observed is None else observed
         if ((data[self.observed] != 0) & (data[self.observed] != 1)).any():
             raise ValueError("binary data must be 0 or 1 at observed entries")
         self.half_sign = torch.where(self.observed, data - 0.5, 0.0)  # t - 1/2, 0 if missing
@@ -370,9 +371,10 @@ class Categorical(View):
 
     def bind(self, dtype: torch.dtype, device: torch.device) -> None:
         n = self.data.shape[0]
-        observed = _observed_mask(self.mask, (n,))
-        self.observed = torch.ones(n, dtype=torch.bool) if observed is None else observed
-        self.observed = self.observed.to(device)
+        observed = _observed_mask(self.mask, (n,), device)
+        self.observed = (
+            torch.ones(n, dtype=torch.bool, device=device) if observed is None else observed
+        )
         labels = self.data.to(device)
         bad = self.observed & ((labels < 0) | (labels >= self.n_classes))
         if bad.any():
@@ -507,7 +509,11 @@ class SSHIBA:
     # -- one sweep of coordinate ascent ------------------------------------------------------
 
     def fit(self, n_iter: int = 1000, tol: float = 1e-8) -> SSHIBA:
-        """Run up to `n_iter` sweeps; stop when the bound changes by less than tol * |bound|."""
+        """Run up to `n_iter` sweeps; stop when the bound changes by less than tol * |bound|.
+
+        Appends the bound after every sweep to `history` and (iteration, factors removed) to
+        `pruned`; the bound of a pruned model is that of a smaller model, so it may jump there.
+        """
         for _ in range(n_iter):
             removed = self.step()
             self.history.append(self.bound())
@@ -534,7 +540,7 @@ class SSHIBA:
 
     def _update_view(self, view: View, q: ViewPosterior, xtz: Tensor) -> None:
         cfg = self.config
-        z, zz = self.q_z.mean, self.q_z.second_moment()
+        z, zz = self.q_z.mean, self.q_z.second_moment
         n, d = view.shape
         z_sum = z.sum(0)
         tau = q.tau_mean
@@ -548,7 +554,7 @@ class SSHIBA:
             q.alpha = self._alpha_posterior(q, d)
         if q.tau is not None and cfg.update_tau:  # q(tau) = Gamma(a0 + ND/2, b0 + E[SSE]/2)
             sse = self._expected_sq_error(view, q, xtz)
-            q.tau = Gamma(q.tau.shape, cfg.prior_b + sse / 2)
+            q.tau = Gamma(q.tau.shape, cfg.prior_b + sse.clamp(min=0) / 2)  # round-off guard
         if not view.static:
             view.update(q.mean_of(z), q.tau_mean)
 
@@ -556,7 +562,7 @@ class SSHIBA:
         """q(alpha_k) = Gamma(a0 + D/2, b0 + <W^T W>_kk / 2)."""
         cfg = self.config
         shape = self._full((self.k,), cfg.prior_a + d / 2)
-        return Gamma(shape, cfg.prior_b + torch.diagonal(q.W.second_moment()) / 2)
+        return Gamma(shape, cfg.prior_b + torch.diagonal(q.W.second_moment) / 2)
 
     def _expected_sq_error(self, view: View, q: ViewPosterior, xtz: Tensor) -> Tensor:
         """E[sum_nd (x_nd - w_d^T z_n - b_d)^2] from moments; `xtz` = <X>^T <Z> (D, K)."""
@@ -564,19 +570,20 @@ class SSHIBA:
         z_sum = self.q_z.mean.sum(0)
         cross = (xtz * q.W.mean).sum() + view.x_mean.sum(0) @ q.b_mean  # <X> . (<Z><W>^T + 1<b>^T)
         fit_sq = (
-            (q.W.second_moment() * self.q_z.second_moment()).sum()  # tr(<W^T W><Z^T Z>)
+            (q.W.second_moment * self.q_z.second_moment).sum()  # tr(<W^T W><Z^T Z>)
             + 2 * (q.W.mean @ z_sum) @ q.b_mean
             + n * (q.b_mean @ q.b_mean + d * q.b_var)
         )
         return view.x_sq_sum - 2 * cross + fit_sq
 
     def _posterior_z(self, views: dict[str, View], q: dict[str, ViewPosterior]) -> GaussianRows:
-        """Sigma_Z = (I + sum_m <tau_m><W_m^T W_m>)^-1, <Z> = sum_m <tau_m>(<X_m> - 1<b_m>^T)<W_m> Sigma_Z."""
+        """q(Z) from the given views: Sigma_Z = (I + sum_m <tau_m><W_m^T W_m>)^-1,
+        <Z> = sum_m <tau_m>(<X_m> - 1<b_m>^T)<W_m> Sigma_Z."""
         precision = self._eye(self.k)
         rhs = 0.0
         for name, view in views.items():
             post = q[name]
-            precision = precision + post.tau_mean * post.W.second_moment()
+            precision = precision + post.tau_mean * post.W.second_moment
             rhs = rhs + post.tau_mean * (view.x_mean @ post.W.mean - post.b_mean @ post.W.mean)
         cov = inverse_spd(precision)
         return GaussianRows(rhs @ cov, cov)
@@ -592,12 +599,15 @@ class SSHIBA:
         -(a0 + D/2) log(b0 + <W^T W>_kk / 2) per view and factor.
         """
         cfg = self.config
+        n_rows = self.q_z.mean.shape[0]
+        logdet_weight = sum(q.W.mean.shape[0] for q in self.q.values()) - n_rows  # D - N
         r_inv = torch.linalg.inv(r)
-        zz_rotated = r_inv @ self._zz @ r_inv.T  # R^-1 <Z^T Z> R^-T
-        value = -0.5 * torch.trace(zz_rotated) + self._logdet_weight * torch.linalg.slogdet(r)[1]
-        grad = r_inv.T @ zz_rotated + self._logdet_weight * r_inv.T
-        for ww, d in self._ww:
-            ww_r = ww @ r
+        zz_rotated = r_inv @ self.q_z.second_moment @ r_inv.T  # R^-1 <Z^T Z> R^-T
+        value = -0.5 * torch.trace(zz_rotated) + logdet_weight * torch.linalg.slogdet(r)[1]
+        grad = r_inv.T @ zz_rotated + logdet_weight * r_inv.T
+        for q in self.q.values():
+            d = q.W.mean.shape[0]
+            ww_r = q.W.second_moment @ r
             rate = cfg.prior_b + (r * ww_r).sum(0) / 2  # b0 + diag(R^T <W^T W> R) / 2
             value = value - (cfg.prior_a + d / 2) * torch.log(rate).sum()
             grad = grad - (cfg.prior_a + d / 2) * ww_r / rate
@@ -606,12 +616,11 @@ class SSHIBA:
     def _rotate(self) -> None:
         """Move along the directions in which mean-field updates crawl: the rotations of the
         latent space. Maximise the bound over R with L-BFGS from R = I; keep R if it rises."""
-        self._zz = self.q_z.second_moment()
-        self._ww = [(q.W.second_moment(), q.W.mean.shape[0]) for q in self.q.values()]
-        self._logdet_weight = sum(d for _, d in self._ww) - self.q_z.mean.shape[0]  # D - N
         eye = self._eye(self.k)
         r = eye.clone()
-        optimizer = torch.optim.LBFGS([r], max_iter=self.config.rotate_iter, line_search_fn="strong_wolfe")
+        optimizer = torch.optim.LBFGS(
+            [r], max_iter=self.config.rotate_iter, line_search_fn="strong_wolfe"
+        )
 
         def closure():
             value, grad = self._rotation_objective(r)
@@ -656,12 +665,12 @@ class SSHIBA:
         k = self.k
         # E[log p(Z)] + H[q(Z)], the log(2 pi) terms cancel
         n_rows = self.q_z.mean.shape[0]
-        total = -0.5 * torch.trace(self.q_z.second_moment()) - 0.5 * n_rows * k * LOG_2PI
+        total = -0.5 * torch.trace(self.q_z.second_moment) - 0.5 * n_rows * k * LOG_2PI
         total = total + self.q_z.entropy()
         for name, view in self.views.items():
             q = self.q[name]
             n, d = view.shape
-            ww = q.W.second_moment()
+            ww = q.W.second_moment
             # E[log p(W | alpha)] + H[q(W)]
             total = (
                 total + 0.5 * d * q.alpha.log_mean.sum() - 0.5 * (q.alpha.mean * ww.diag()).sum()
@@ -734,12 +743,12 @@ class SSHIBA:
             + out.b_var
             + 1 / out.tau_mean
         )
-        kind = self.views[output]
-        if isinstance(kind, Binary):  # E[sigmoid(x)] ~ sigmoid(mean / sqrt(1 + pi var / 8))
+        template = self.views[output]
+        if isinstance(template, Binary):  # E[sigmoid(x)] ~ sigmoid(mean / sqrt(1 + pi var / 8))
             return torch.sigmoid(mean / torch.sqrt(1 + math.pi * var / 8))
-        if isinstance(kind, Categorical):  # P(argmax = c) with y ~ N(mean, var I), var per row
+        if isinstance(template, Categorical):  # P(argmax = c), y ~ N(mean, var I), var per row
             scaled = mean / var.mean(1, keepdim=True).sqrt()
-            eye = torch.eye(kind.n_classes, dtype=torch.bool, device=self.device)
+            eye = torch.eye(template.n_classes, dtype=torch.bool, device=self.device)
             log_p = [argmax_probit(scaled, eye[c].expand_as(scaled))[1] for c in range(len(eye))]
             return torch.softmax(torch.stack(log_p, 1), 1)  # renormalise the quadrature
         return mean
