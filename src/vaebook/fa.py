@@ -40,7 +40,7 @@ class FAConfig:
     prune: bool = True  # drop factors inactive in every view
     prune_threshold: float = 1e-4  # a factor is inactive below this share of its view's strongest
     rotate: bool = True  # re-rotate Z and W after every sweep (Klami et al., 2013)
-    rotate_iter: int = 5  # L-BFGS iterations per rotation
+    rotate_iter: int = 20  # L-BFGS iterations per rotation
     update_alpha: bool = True  # False holds q(alpha) at alpha_init (and turns off `rotate`)
     update_tau: bool = True  # False holds q(tau) at tau_init
     alpha_init: float = 1.0
@@ -303,10 +303,11 @@ class Binary(View):
 Multilabel = Binary
 Gaussian = Real
 
-# Grid for the one-dimensional Gaussian integrals of the multinomial probit (trapezoid rule:
-# exact to ~1e-15 for the smooth integrands here, deterministic unlike Monte Carlo).
-_PROBIT_NODES = torch.linspace(-10.0, 10.0, 81, dtype=torch.float64)
-_PROBIT_LOG_WEIGHTS = math.log(0.25) - 0.5 * (_PROBIT_NODES**2 + LOG_2PI)
+# Trapezoid grid for the one-dimensional Gaussian integrals of the multinomial probit: the
+# integrands are smooth bumps, and a step of 0.25 gets them to ~1e-13 (checked against a grid
+# 50 times finer), deterministically, unlike Monte Carlo. Each row's grid is centred on its bump.
+_PROBIT_NODES = torch.linspace(-8.0, 8.0, 65, dtype=torch.float64)
+_PROBIT_STEP = 0.25
 
 
 def _log_normal_pdf(x: Tensor) -> Tensor:
@@ -323,16 +324,16 @@ def argmax_probit(mean: Tensor, onehot: Tensor) -> tuple[Tensor, Tensor]:
 
     Args: mean (N, C), onehot (N, C) bool. Returns (<y> (N, C), log P(t) (N,)).
     """
-    nodes = _PROBIT_NODES.to(mean.device, mean.dtype)
-    log_w = _PROBIT_LOG_WEIGHTS.to(mean.device, mean.dtype)
     gap = (mean * onehot).sum(1, keepdim=True) - mean  # (N, C)
-    arg = nodes[None, :, None] + gap[:, None, :]  # (N, Q, C)
+    # centre: a lagging true class (gap << 0) moves the mass of the integrand to u ~ -gap / 2
+    centre = (-gap.masked_fill(onehot, math.inf).amin(1, keepdim=True) / 2).clamp(min=0)
+    u = centre + _PROBIT_NODES.to(mean.device, mean.dtype)  # (N, Q)
+    log_w = (math.log(_PROBIT_STEP) + _log_normal_pdf(u))[:, :, None]  # (N, Q, 1)
+    arg = u[:, :, None] + gap[:, None, :]  # (N, Q, C)
     log_cdf = torch.special.log_ndtr(arg).masked_fill(onehot[:, None, :], 0.0)
     log_prod = log_cdf.sum(-1, keepdim=True)  # (N, Q, 1)
-    log_prob = torch.logsumexp(log_w[:, None] + log_prod, dim=1)  # (N, 1)
-    log_num = torch.logsumexp(
-        log_w[:, None] + _log_normal_pdf(arg) + log_prod - log_cdf, dim=1
-    )  # (N, C)
+    log_prob = torch.logsumexp(log_w + log_prod, dim=1)  # (N, 1)
+    log_num = torch.logsumexp(log_w + _log_normal_pdf(arg) + log_prod - log_cdf, dim=1)  # (N, C)
     shift = torch.exp(log_num - log_prob).masked_fill(onehot, 0.0)
     y = mean - shift + onehot * shift.sum(1, keepdim=True)
     return y, log_prob[:, 0]

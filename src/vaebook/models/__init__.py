@@ -1,5 +1,18 @@
 """The models of the book: one module each, each an nn.Module with loss(batch) -> named terms."""
 
+from vaebook.models.infocatvae import (
+    GumbelCatVAE,
+    GumbelCatVAEConfig,
+    InfoCatVAE,
+    InfoCatVAEConfig,
+)
 from vaebook.models.vae import VAE, VAEConfig
 
-__all__ = ["VAE", "VAEConfig"]
+__all__ = [
+    "VAE",
+    "VAEConfig",
+    "InfoCatVAE",
+    "InfoCatVAEConfig",
+    "GumbelCatVAE",
+    "GumbelCatVAEConfig",
+]

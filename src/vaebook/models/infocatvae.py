@@ -1,0 +1,206 @@
+"""CatVAE and InfoCatVAE (Pineau & Lelarge 2018, arXiv 1806.08240), and a Gumbel-softmax baseline.
+
+Latent: a category c in {1..K} and a continuous code z in R^d, d = K * delta. The prior is fixed:
+p(c) uniform, p(z|c) = N(mu_c, I) with mu_c = lambda on the c-th block of delta coordinates and 0
+elsewhere, so the K means are orthogonal and equidistant. Per example, the CatVAE loss is
+
+    reconstruction + sum_c q(c|x) KL(q(z|x,c) || N(mu_c, I)) + sum_c q(c|x) log q(c|x)
+
+and InfoCatVAE adds ``info_weight`` times the cross-entropy between c and q(c | decode(z)) for
+z ~ N(mu_c, I): generated samples must be recognisable as their category (a lower bound on the
+mutual information between c and the image, as in InfoGAN).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vaebook.checks import check_images
+from vaebook.nets import make_decoder, make_encoder
+from vaebook.probability import bernoulli_log_likelihood, kl_normal, reparameterize
+
+
+@dataclass
+class InfoCatVAEConfig:
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    categories: int = 10  # K
+    delta: int = 2  # dimensions per category's block
+    latent_dim: int | None = None  # d; must equal categories * delta (None: computed)
+    mode_scale: float = 2.0  # lambda, the norm of every prior mean
+    hidden: tuple[int, ...] = (400,)
+    arch: str = "mlp"
+    dropout: float = 0.0  # only active in training (the authors' code leaves it on at test time)
+    kl_weight: float = 1.0
+    entropy_weight: float = 1.0
+    info_weight: float = 0.0  # 0: CatVAE; the authors' InfoCatVAE uses 100
+    info_samples: int = 10  # generated images per category for the information term
+    balance_weight: float = 0.0  # ours, not the paper's: entropy of the batch-mean q(c)
+
+    def __post_init__(self):
+        self.image_shape = tuple(self.image_shape)
+        self.hidden = tuple(self.hidden)
+        if self.categories < 2 or self.delta < 1:
+            raise ValueError(
+                f"need categories >= 2 and delta >= 1, got {self.categories}, {self.delta}"
+            )
+        expected = self.categories * self.delta
+        if self.latent_dim is None:
+            self.latent_dim = expected
+        elif self.latent_dim != expected:
+            raise ValueError(
+                f"latent_dim must be categories * delta = {self.categories} * {self.delta} = "
+                f"{expected} (one delta-dimensional block per category), got {self.latent_dim}; "
+                "leave latent_dim=None to compute it"
+            )
+        if self.mode_scale <= 0:
+            raise ValueError(f"mode_scale (lambda) must be > 0, got {self.mode_scale}")
+
+
+def prior_means(categories: int, delta: int, scale: float) -> Tensor:
+    """The K prior means (K, K * delta): ``scale`` (lambda) on each of category c's delta
+    coordinates, 0 elsewhere. Disjoint blocks make them orthogonal and pairwise equidistant."""
+    return scale * torch.eye(categories).repeat_interleave(delta, dim=1)
+
+
+class InfoCatVAE(nn.Module):
+    def __init__(self, config: InfoCatVAEConfig | None = None):
+        super().__init__()
+        self.config = config = config or InfoCatVAEConfig()
+        k, d = config.categories, config.latent_dim
+        self.encoder = make_encoder(config.image_shape, config.arch, config.hidden)
+        features = self.encoder.out_features
+        self.dropout = nn.Dropout(config.dropout)
+        self.category_head = nn.Linear(features, k)
+        # Linear([h, onehot(c)]) = shared(h) + bias[c]: all K heads in one operation
+        self.shared_head = nn.Linear(features, 2 * d)
+        self.category_bias = nn.Parameter(torch.zeros(k, 2 * d))
+        self.decoder = make_decoder(d, config.image_shape, config.arch, config.hidden)
+        self.register_buffer("means", prior_means(k, config.delta, config.mode_scale))
+
+    # -- encoder ----------------------------------------------------------------------------
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x: (B, C, H, W) -> category logits (B, K), and mean, logvar of q(z|x,c) for every
+        category, each (B, K, d)."""
+        h = self.dropout(self.encoder(x))
+        heads = self.shared_head(h).unsqueeze(1) + self.category_bias  # (B, K, 2d)
+        mean, logvar = heads.chunk(2, dim=-1)
+        return self.category_head(h), mean, logvar
+
+    def check_input(self, x: Tensor) -> None:
+        check_images(x, self.config.image_shape)
+
+    # -- loss -------------------------------------------------------------------------------
+    def loss(self, batch) -> dict[str, Tensor]:
+        """Batch means of the terms; batch is x (B, C, H, W) in [0, 1] or (x, labels)."""
+        x = batch[0] if isinstance(batch, tuple | list) else batch
+        self.check_input(x)
+        cfg = self.config
+        logits, mean, logvar = self.encode(x)  # (B, K), (B, K, d), (B, K, d)
+        probs, log_probs = logits.softmax(-1), logits.log_softmax(-1)
+        # reconstruction from the head fed with q(c|x) instead of a one-hot, as the authors do;
+        # the head is linear in that input, so this is the q(c|x)-weighted sum of the K heads
+        mixed_mean = (probs.unsqueeze(-1) * mean).sum(1)
+        mixed_logvar = (probs.unsqueeze(-1) * logvar).sum(1)
+        z = reparameterize(mixed_mean, mixed_logvar)
+        reconstruction = -bernoulli_log_likelihood(self.decoder(z), x).mean()
+        kl = (probs * kl_normal(mean, logvar, self.means, torch.zeros_like(self.means))).sum(1)
+        kl = kl.mean()
+        neg_entropy = (probs * log_probs).sum(1).mean()
+        total = reconstruction + cfg.kl_weight * kl + cfg.entropy_weight * neg_entropy
+        terms = {"reconstruction": reconstruction, "kl": kl, "neg_entropy": neg_entropy}
+        if cfg.info_weight > 0:
+            terms["info"] = self.information_term(cfg.info_samples)
+            total = total + cfg.info_weight * terms["info"]
+        if cfg.balance_weight > 0:
+            batch_probs = probs.mean(0)
+            terms["balance"] = (batch_probs * batch_probs.clamp_min(1e-12).log()).sum()
+            total = total + cfg.balance_weight * terms["balance"]
+        return {"total": total, **terms}
+
+    def information_term(self, per_category: int) -> Tensor:
+        """Cross-entropy between c and q(c | decode(z)) for z ~ N(mu_c, I), per_category
+        samples for every c; logits throughout. Gradients reach encoder and decoder."""
+        k = self.config.categories
+        categories = torch.arange(k, device=self.means.device).repeat_interleave(per_category)
+        z = self.means[categories] + torch.randn(
+            len(categories), self.config.latent_dim, device=self.means.device
+        )
+        generated = torch.sigmoid(self.decoder(z))
+        logits = self.category_head(self.dropout(self.encoder(generated)))
+        return F.cross_entropy(logits, categories)
+
+    # -- use --------------------------------------------------------------------------------
+    @torch.no_grad()
+    def classify(self, x: Tensor) -> Tensor:
+        """The most probable category of each image: (B, C, H, W) -> (B,) long."""
+        self.check_input(x)
+        return self.category_head(self.dropout(self.encoder(x))).argmax(-1)
+
+    @torch.no_grad()
+    def sample(self, category: int, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """n images (n, C, H, W) in [0, 1] decoded from z ~ N(mu_category, I)."""
+        if not 0 <= category < self.config.categories:
+            raise ValueError(f"category must be in [0, {self.config.categories}), got {category}")
+        noise = torch.randn(
+            n, self.config.latent_dim, generator=generator, device=self.means.device
+        )
+        return torch.sigmoid(self.decoder(self.means[category] + noise))
+
+    @torch.no_grad()
+    def interpolate(self, start: int, end: int, steps: int = 8) -> Tensor:
+        """Decode the straight line from centroid mu_start to mu_end: (steps, C, H, W)."""
+        t = torch.linspace(0, 1, steps, device=self.means.device).unsqueeze(1)
+        return torch.sigmoid(self.decoder((1 - t) * self.means[start] + t * self.means[end]))
+
+    @torch.no_grad()
+    def traverse(self, category: int, scales: Tensor | None = None) -> Tensor:
+        """Decode t * mu_category for t in scales (default 0 .. 2): moving away from the origin
+        along the category's own subspace. Returns (len(scales), C, H, W)."""
+        scales = torch.linspace(0, 2, 8) if scales is None else scales
+        scales = scales.to(self.means.device).unsqueeze(1)
+        return torch.sigmoid(self.decoder(scales * self.means[category]))
+
+
+@dataclass
+class GumbelCatVAEConfig(InfoCatVAEConfig):
+    temperature: float = 0.5  # of the Gumbel-softmax relaxation; -> 0 recovers one-hot samples
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+
+
+class GumbelCatVAE(InfoCatVAE):
+    """The relaxation baseline the InfoCatVAE paper argues against: instead of summing over
+    categories with weights q(c|x), draw a relaxed one-hot c ~ GumbelSoftmax(q(c|x), tau)
+    (Jang et al. 2017; Maddison et al. 2017), feed it to the z head and to the prior mean:
+
+        reconstruction + KL(q(z|x,c) || N(c @ means, I)) + KL(q(c|x) || uniform)
+
+    with one sample of c and z per example. Same networks and prior as InfoCatVAE.
+    """
+
+    def __init__(self, config: GumbelCatVAEConfig | None = None):
+        super().__init__(config or GumbelCatVAEConfig())
+
+    def loss(self, batch) -> dict[str, Tensor]:
+        x = batch[0] if isinstance(batch, tuple | list) else batch
+        self.check_input(x)
+        logits, mean, logvar = self.encode(x)
+        relaxed = F.gumbel_softmax(logits, tau=self.config.temperature)  # (B, K)
+        mean_c = (relaxed.unsqueeze(-1) * mean).sum(1)
+        logvar_c = (relaxed.unsqueeze(-1) * logvar).sum(1)
+        z = reparameterize(mean_c, logvar_c)
+        reconstruction = -bernoulli_log_likelihood(self.decoder(z), x).mean()
+        prior_mean = relaxed @ self.means
+        kl_z = kl_normal(mean_c, logvar_c, prior_mean, torch.zeros_like(prior_mean)).mean()
+        log_probs = logits.log_softmax(-1)
+        kl_c = (log_probs.exp() * (log_probs + math.log(self.config.categories))).sum(1).mean()
+        total = reconstruction + self.config.kl_weight * kl_z + self.config.entropy_weight * kl_c
+        return {"total": total, "reconstruction": reconstruction, "kl": kl_z, "kl_category": kl_c}

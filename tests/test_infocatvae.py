@@ -1,0 +1,133 @@
+import pytest
+import torch
+from conftest import synthetic_images
+
+from vaebook.data import ImageData, load_images
+from vaebook.metrics import clustering_accuracy
+from vaebook.models.infocatvae import (
+    GumbelCatVAE,
+    GumbelCatVAEConfig,
+    InfoCatVAE,
+    InfoCatVAEConfig,
+    prior_means,
+)
+from vaebook.probability import bernoulli_log_likelihood, kl_normal
+from vaebook.train import TrainConfig, Trainer
+
+
+def test_prior_means_are_orthogonal_and_equidistant():
+    means = prior_means(categories=5, delta=3, scale=2.0)
+    gram = means @ means.T
+    torch.testing.assert_close(gram, 12.0 * torch.eye(5))  # |mu_c|^2 = delta * lambda^2
+    distances = torch.cdist(means, means)[~torch.eye(5, dtype=torch.bool)]
+    torch.testing.assert_close(distances, torch.full_like(distances, 24.0**0.5))
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"categories": 10, "delta": 2, "latent_dim": 21}, "categories \\* delta"),
+        ({"categories": 1}, "categories >= 2"),
+        ({"delta": 0}, "delta >= 1"),
+        ({"mode_scale": 0.0}, "lambda"),
+    ],
+)
+def test_bad_category_settings_are_refused(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        InfoCatVAEConfig(**kwargs)
+
+
+def _small(**kwargs):
+    return InfoCatVAE(InfoCatVAEConfig(categories=3, delta=2, hidden=(16,), **kwargs))
+
+
+def test_batched_heads_equal_the_per_category_loop():
+    model = _small()
+    x = synthetic_images(4)
+    _, mean, logvar = model.encode(x)
+    h = model.encoder(x)
+    # the authors' form: one linear layer on [h, onehot(c)], applied once per category
+    weight = torch.cat([model.shared_head.weight, model.category_bias.T], dim=1)
+    for c in range(3):
+        onehot = torch.nn.functional.one_hot(torch.full((4,), c), 3).float()
+        out = torch.cat([h, onehot], 1) @ weight.T + model.shared_head.bias
+        loop_mean, loop_logvar = out.chunk(2, dim=-1)
+        torch.testing.assert_close(mean[:, c], loop_mean)
+        torch.testing.assert_close(logvar[:, c], loop_logvar)
+
+
+def test_loss_terms_equal_a_hand_computation():
+    model = _small(info_weight=0.0).eval()
+    x = synthetic_images(2)
+    torch.manual_seed(3)
+    terms = model.loss(x)
+    torch.manual_seed(3)
+    logits, mean, logvar = model.encode(x)
+    q = logits.softmax(-1)
+    kl, neg_entropy, mixed_mean, mixed_logvar = 0.0, 0.0, 0.0, 0.0
+    for c in range(3):
+        prior = model.means[c].expand_as(mean[:, c])
+        kl = kl + q[:, c] * kl_normal(mean[:, c], logvar[:, c], prior, torch.zeros_like(prior))
+        neg_entropy = neg_entropy + q[:, c] * q[:, c].log()
+        mixed_mean = mixed_mean + q[:, c : c + 1] * mean[:, c]
+        mixed_logvar = mixed_logvar + q[:, c : c + 1] * logvar[:, c]
+    z = mixed_mean + (0.5 * mixed_logvar).exp() * torch.randn_like(mixed_mean)
+    reconstruction = -bernoulli_log_likelihood(model.decoder(z), x)
+    torch.testing.assert_close(terms["kl"], kl.mean())
+    torch.testing.assert_close(terms["neg_entropy"], neg_entropy.mean())
+    torch.testing.assert_close(terms["reconstruction"], reconstruction.mean())
+    torch.testing.assert_close(
+        terms["total"], reconstruction.mean() + kl.mean() + neg_entropy.mean()
+    )
+
+
+def test_information_term_reaches_encoder_and_decoder():
+    model = _small(info_weight=100.0)
+    info = model.information_term(per_category=4)
+    info.backward()
+    decoder_grad = sum(p.grad.abs().sum() for p in model.decoder.parameters())
+    encoder_grad = sum(p.grad.abs().sum() for p in model.encoder.parameters())
+    assert decoder_grad > 0 and encoder_grad > 0 and model.category_head.weight.grad.abs().sum() > 0
+    assert "info" in model.loss(synthetic_images(2))
+
+
+def test_sampling_api_shapes_and_errors():
+    model = _small().eval()
+    assert model.sample(category=2, n=5).shape == (5, 1, 28, 28)
+    assert model.interpolate(0, 1, steps=6).shape == (6, 1, 28, 28)
+    assert model.traverse(1).shape == (8, 1, 28, 28)
+    assert model.classify(synthetic_images(3)).shape == (3,)
+    with pytest.raises(ValueError, match="category must be in"):
+        model.sample(category=3, n=1)
+
+
+def test_dropout_is_off_at_test_time():
+    model = _small(dropout=0.5).eval()
+    x = synthetic_images(3)
+    assert torch.equal(model.encode(x)[0], model.encode(x)[0])
+
+
+def test_short_training_on_mnist_clusters_above_chance():
+    train = load_images("mnist", "train", download=False).subset(
+        6000, torch.Generator().manual_seed(0)
+    )
+    test = load_images("mnist", "test", download=False).subset(
+        2000, torch.Generator().manual_seed(1)
+    )
+    torch.manual_seed(0)
+    model = InfoCatVAE(InfoCatVAEConfig(info_weight=100.0, balance_weight=100.0, mode_scale=5.0))
+    config = TrainConfig(epochs=3, batch_size=128, device="cpu", progress=False)
+    Trainer(model, ImageData(train.images, train.labels), config).fit()
+    accuracy, _ = clustering_accuracy(model.classify(test.images), test.labels)
+    assert accuracy > 0.3, f"clustering accuracy {accuracy:.2f} is near chance (0.1)"
+
+
+def test_gumbel_baseline_terms_and_gradients():
+    model = GumbelCatVAE(GumbelCatVAEConfig(categories=3, delta=2, hidden=(16,), temperature=0.5))
+    terms = model.loss(synthetic_images(4))
+    assert {"total", "reconstruction", "kl", "kl_category"} <= set(terms)
+    assert terms["kl_category"] >= 0  # a KL to the uniform distribution
+    terms["total"].backward()
+    assert model.category_head.weight.grad.abs().sum() > 0  # gradients flow through the relaxation
+    with pytest.raises(ValueError, match="temperature"):
+        GumbelCatVAEConfig(temperature=0.0)
