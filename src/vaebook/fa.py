@@ -15,8 +15,9 @@ the linear-Gaussian core is the same for all of them:
     Categorical       t = argmax_c X_c (multinomial probit), q(X) a truncated Gaussian
 
 Inference is mean-field coordinate ascent on q(Z) q(X) prod_m q(W_m) q(b_m) q(alpha_m) q(tau_m);
-each update is closed form, the lower bound is computed every iteration, and factors whose
-loadings vanish in every view are pruned. Read `SSHIBA.step` top to bottom for one sweep.
+each update is closed form, a rotation of the latent space (Klami et al., 2013) speeds up the
+separation of shared and private factors, the lower bound is computed every iteration, and
+factors whose loadings vanish in every view are pruned. Read `SSHIBA.step` for one sweep.
 """
 
 from __future__ import annotations
@@ -527,16 +528,16 @@ class SSHIBA:
         return self
 
     def step(self) -> int:
-        """One sweep: every view's q(W), q(b), q(alpha), q(tau), q(X); then q(Z); then pruning.
+        """One sweep: every view's q(W), q(b), q(alpha), q(tau), q(X); q(Z); rotation; pruning.
 
         Returns the number of factors pruned.
         """
         for name, view in self.views.items():
             self._update_view(view, self.q[name], self._xtz[name])
         self.q_z = self._posterior_z(self.views, self.q)
+        self._xtz = {name: view.x_mean.T @ self.q_z.mean for name, view in self.views.items()}
         if self.config.rotate and self.config.update_alpha:
             self._rotate()
-        self._xtz = {name: view.x_mean.T @ self.q_z.mean for name, view in self.views.items()}
         return self._prune() if self.config.prune else 0
 
     def _update_view(self, view: View, q: ViewPosterior, xtz: Tensor) -> None:
@@ -630,13 +631,17 @@ class SSHIBA:
 
         optimizer.step(closure)
         gain = self._rotation_objective(r)[0] - self._rotation_objective(eye)[0]
-        if not torch.isfinite(gain) or gain <= 0:
-            return
+        if torch.isfinite(gain) and gain > 0:
+            self._apply_rotation(r)
+
+    def _apply_rotation(self, r: Tensor) -> None:
+        """Z -> Z R^-T, W_m -> W_m R (moments included), then q(alpha) at its new optimum."""
         r_inv = torch.linalg.inv(r)
         self.q_z = GaussianRows(self.q_z.mean @ r_inv.T, r_inv @ self.q_z.cov @ r_inv.T)
         for name, q in self.q.items():
             q.W = GaussianRows(q.W.mean @ r, r.T @ q.W.cov @ r)
             q.alpha = self._alpha_posterior(q, self.views[name].shape[1])
+            self._xtz[name] = self._xtz[name] @ r_inv.T
 
     # -- pruning -------------------------------------------------------------------------------
 
