@@ -89,7 +89,7 @@ def test_categorical_bound_rises_over_windows():
     ).argmax(1)
     views = {"x": fa.Real(x), "y": fa.Categorical(labels)}
     model = fa.SSHIBA(views, k=8, config=fa.FAConfig(prune=False)).fit(n_iter=200, tol=0)
-    window_means = torch.tensor(model.history).view(10, 20).mean(1)
+    window_means = torch.tensor(model.history, dtype=torch.float64).view(10, 20).mean(1)
     rises = window_means[1:] - window_means[:-1]
     assert (rises >= -1e-8 * window_means[1:].abs()).all(), window_means
     assert window_means[-1] > window_means[0]
@@ -144,7 +144,7 @@ def test_binary_view_predicted_from_real_view():
     labels = (z @ direction > 0).double()
     train, test = slice(0, 400), slice(400, 800)
     views = {"x": fa.Real(x[train]), "t": fa.Binary(labels[train])}
-    model = fa.SSHIBA(views, k=10).fit(n_iter=300)
+    model = fa.SSHIBA(views, k=10).fit(n_iter=100)
     prob = model.predict(inputs={"x": x[test]}, output="t")
     assert prob.shape == (400, 1)
     assert auc(prob[:, 0], labels[test]) >= 0.95
@@ -155,7 +155,7 @@ def test_semi_supervised_labels_of_missing_rows():
     labels = (z @ torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64) > 0).double()
     observed = torch.arange(600) < 300
     views = {"x": fa.Real(x), "t": fa.Binary(labels, mask=observed)}
-    model = fa.SSHIBA(views, k=10).fit(n_iter=300)
+    model = fa.SSHIBA(views, k=10).fit(n_iter=100)
     mean, _ = model.prior_moments("t")  # <x> of the missing labels' pseudo-data
     assert auc(mean[~observed, 0], labels[~observed]) >= 0.95
 

@@ -85,6 +85,7 @@ class Gamma:
 
     @property
     def mean(self) -> Tensor:
+        """E[x] = shape / rate."""
         return self.shape / self.rate
 
     @property
@@ -117,6 +118,7 @@ class ViewPosterior:
 
     @property
     def tau_mean(self) -> Tensor | float:
+        """<tau_m>, a scalar."""
         return 1.0 if self.tau is None else self.tau.mean
 
     def mean_of(self, z: Tensor) -> Tensor:
@@ -140,6 +142,7 @@ class View:
     After `bind`, a view holds `x_mean` = <X> (N, D) and `x_sq_sum` = E[sum_nd x_nd^2] of its
     pseudo-data; `update(mean, tau)` refits q(X) given <Z><W>^T + <b> (N, D) and <tau>, and
     `log_terms()` is the view's own part of the lower bound, E[log p(data | X)] + H[q(X)].
+    A view holds its q(X), so give every model its own view objects.
     """
 
     learn_tau = True  # False: noise precision fixed at 1
@@ -148,16 +151,20 @@ class View:
     x_sq_sum: Tensor
 
     def bind(self, dtype: torch.dtype, device: torch.device) -> None:
+        """Check the data, move them to `device`/`dtype` and set the first q(X)."""
         raise NotImplementedError
 
     def update(self, mean: Tensor, tau: Tensor | float) -> None:
+        """Refit q(X) given <Z><W>^T + <b> (N, D) and <tau> (scalar)."""
         raise NotImplementedError
 
     def log_terms(self) -> Tensor:
+        """E[log p(data | X)] + H[q(X)] (scalar), the parts the core bound does not cover."""
         raise NotImplementedError
 
     @property
     def shape(self) -> tuple[int, int]:
+        """(N, D) of the pseudo-data."""
         return tuple(self.x_mean.shape)
 
 
@@ -401,9 +408,6 @@ class Categorical(View):
         return self._log_terms
 
 
-VIEW_TYPES = (Real, Latent, Binary, Categorical)
-
-
 # ---------------------------------------------------------------------------------------------
 # The model
 # ---------------------------------------------------------------------------------------------
@@ -432,7 +436,8 @@ class SSHIBA:
                     f"view {name!r} has unknown type {type(view).__name__}; wrap its data in one "
                     "of vaebook.fa.Real, Latent, Binary (Multilabel) or Categorical"
                 )
-        if int(k) < 1:
+        k = int(k)
+        if k < 1:
             raise ValueError(f"k must be a positive number of factors, got {k}")
         cfg = self.config
         first = next(iter(views.values()))
@@ -441,8 +446,8 @@ class SSHIBA:
         self.views = views
         self._bind_all(views)
 
-        self.q_z = GaussianRows(self._initial_z(int(k)), self._eye(int(k)))
-        self.q = {name: self._initial_posterior(view, int(k)) for name, view in views.items()}
+        self.q_z = GaussianRows(self._initial_z(k), self._eye(k))
+        self.q = {name: self._initial_posterior(view, k) for name, view in views.items()}
         self._xtz = {name: view.x_mean.T @ self.q_z.mean for name, view in views.items()}
         self.history: list[float] = []
         self.pruned: list[tuple[int, int]] = []
