@@ -17,7 +17,7 @@ def test_reproduce_vae_writes_results_and_a_loadable_checkpoint(tmp_path):
     )  # fmt: skip
     assert code == 0
     results = json.loads((tmp_path / "results" / "vae-mnist.json").read_text())
-    assert results["command"].startswith("python -m vaebook reproduce vae --epochs 1")
+    assert results["command"].startswith("python -m vaebook reproduce vae --epochs 1 --device cpu")
     assert {"test_elbo", "test_iwae_k5", "test_kl"} <= set(results["metrics"])
     assert results["metrics"]["test_iwae_k5"] >= results["metrics"]["test_elbo"] - 5
     assert {"device", "torch", "git_commit", "train_seconds"} <= set(results)

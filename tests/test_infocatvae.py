@@ -1,8 +1,14 @@
+import json
+import shutil
+
 import pytest
 import torch
-from conftest import synthetic_images
+from conftest import REPO, synthetic_images
 
+from vaebook.cli import main
 from vaebook.data import ImageData, load_images
+from vaebook.experiments.infocatvae import InfoCatExperiment
+from vaebook.experiments.infocatvae import run as run_experiment
 from vaebook.metrics import clustering_accuracy
 from vaebook.models.infocatvae import (
     GumbelCatVAE,
@@ -131,3 +137,48 @@ def test_gumbel_baseline_terms_and_gradients():
     assert model.category_head.weight.grad.abs().sum() > 0  # gradients flow through the relaxation
     with pytest.raises(ValueError, match="temperature"):
         GumbelCatVAEConfig(temperature=0.0)
+
+
+def _experiment_dir(tmp_path):
+    """A checkpoint folder holding the committed MNIST classifier (training it takes minutes)."""
+    shutil.copy(REPO / "checkpoints" / "classifier-mnist.pt", tmp_path / "classifier-mnist.pt")
+    return tmp_path
+
+
+def test_experiment_writes_per_seed_metrics(tmp_path):
+    folder = _experiment_dir(tmp_path)
+    config = InfoCatExperiment(
+        epochs=1,
+        seeds=(0, 1),
+        train_size=1000,
+        samples_per_category=10,
+        device="cpu",
+        progress=False,
+        results_dir=str(folder / "results"),
+        checkpoint_dir=str(folder),
+    )
+    results = run_experiment(config)
+    saved = json.loads((folder / "results" / "infocatvae-mnist.json").read_text())
+    assert saved["metrics"] == json.loads(json.dumps(results["metrics"]))
+    for key in ("clustering_accuracy", "conditional_generation_accuracy"):
+        assert len(saved["metrics"][key]["per_seed"]) == 2
+        assert 0 <= saved["metrics"][key]["mean"] <= 1
+    assert saved["metrics"]["classifier_test_accuracy"] >= 0.99
+    assert (folder / "infocatvae-mnist.pt").exists()
+
+
+def test_cli_sets_any_config_field(tmp_path):
+    folder = _experiment_dir(tmp_path)
+    main(
+        [
+            "reproduce", "catvae", "--epochs", "1", "--device", "cpu", "--seed", "3",
+            "--set", "train_size=500", "--set", "samples_per_category=5", "--set", "hidden=64",
+            "--results-dir", str(folder), "--checkpoint-dir", str(folder), "--no-progress",
+        ]
+    )  # fmt: skip
+    saved = json.loads((folder / "catvae-mnist.json").read_text())
+    assert saved["config"]["seeds"] == [3] and saved["config"]["hidden"] == [64]
+    assert saved["config"]["model"] == "catvae"
+    assert "--set hidden=64" in saved["command"] and "--set seeds=3" in saved["command"]
+    with pytest.raises(SystemExit):
+        main(["reproduce", "catvae", "--set", "no_such_field=1"])

@@ -1,22 +1,42 @@
-"""``python -m vaebook reproduce EXPERIMENT [--dataset D] [--epochs N] [--device D] [--seed S]``:
-train with the book's settings and write results/<experiment>.json and checkpoints/."""
+"""``python -m vaebook reproduce EXPERIMENT [--dataset D] [--epochs N] [--device D] [--seed S]
+[--set FIELD=VALUE ...]``: train with the book's settings and write results/<name>.json and
+checkpoints/<name>.pt. ``--set`` changes any field of the experiment's config dataclass."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
 import json
+import types
+import typing
 
 from vaebook.experiments import EXPERIMENTS
 
 
-def _experiment_config(module):
+def _config_class(module):
     (config_class,) = [
         v
         for v in vars(module).values()
         if dataclasses.is_dataclass(v) and v.__module__ == module.__name__
     ]
     return config_class
+
+
+def _parse(kind, text: str):
+    """Convert a command-line string to a config field's type (int, float, bool, str,
+    tuple[int, ...], or X | None)."""
+    if typing.get_origin(kind) in (typing.Union, types.UnionType):
+        if text.lower() == "none":
+            return None
+        (kind,) = [k for k in typing.get_args(kind) if k is not type(None)]
+    if typing.get_origin(kind) is tuple:
+        (item, *_) = typing.get_args(kind)
+        return tuple(item(v) for v in text.split(",") if v)
+    if kind is bool:
+        if text.lower() not in ("true", "false", "1", "0"):
+            raise ValueError(f"expected true or false, got {text!r}")
+        return text.lower() in ("true", "1")
+    return kind(text)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,17 +60,31 @@ def main(argv: list[str] | None = None) -> int:
         help="continue a killed run from its last checkpoint",
     )
     reproduce.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    reproduce.add_argument(
+        "--set", action="append", default=[], metavar="FIELD=VALUE", help="any config field"
+    )
     args = parser.parse_args(argv)
 
-    module = EXPERIMENTS[args.experiment]
-    config_class = _experiment_config(module)
-    fields = {f.name for f in dataclasses.fields(config_class)}
-    given = {k: v for k, v in vars(args).items() if k in fields and v is not None}
-    unknown = (
-        {k for k, v in vars(args).items() if v is not None} - fields - {"command", "experiment"}
-    )
+    module, fixed = EXPERIMENTS[args.experiment]
+    config_class = _config_class(module)
+    types_ = typing.get_type_hints(config_class)
+    given = {k: v for k, v in vars(args).items() if k in types_ and v is not None}
+    unknown = {k for k, v in vars(args).items() if v is not None} - set(types_)
+    unknown -= {"command", "experiment", "set"}
+    for item in args.set:
+        field, _, text = item.partition("=")
+        if field not in types_ or not text:
+            parser.error(f"--set {item!r}: use FIELD=VALUE with FIELD one of {sorted(types_)}")
+        try:
+            given[field] = _parse(types_[field], text)
+        except ValueError as error:
+            parser.error(f"--set {item!r}: {error}")
+    if args.seed is not None and "seeds" in types_:  # multi-seed experiments: --seed picks one
+        given.pop("seed", None)
+        given["seeds"] = (args.seed,)
+        unknown.discard("seed")
     if unknown:
         parser.error(f"experiment {args.experiment!r} takes no option {sorted(unknown)}")
-    results = module.run(config_class(**given))
+    results = module.run(config_class(**{**given, **fixed}))
     print(json.dumps(results["metrics"], indent=2))
     return 0

@@ -145,3 +145,36 @@ class GaussianHead(nn.Module):
     def forward(self, h: Tensor) -> tuple[Tensor, Tensor]:
         mean, logvar = self.linear(h).chunk(2, dim=-1)
         return mean, logvar
+
+
+class CNNClassifier(nn.Module):
+    """A small independent image classifier (two 3x3 conv + max-pool stages, one hidden layer),
+    used to read generated images: x (B, 1, 28, 28) -> logits (B, classes)."""
+
+    def __init__(self, image_shape: Sequence[int] = (1, 28, 28), classes: int = 10):
+        super().__init__()
+        channels, side = image_shape[0], image_shape[1]
+        self.image_shape = tuple(image_shape)
+        self.net = nn.Sequential(
+            nn.Conv2d(channels, 32, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1),
+            nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Dropout(0.3),
+            nn.Linear(64 * (side // 4) ** 2, 128),
+            nn.ReLU(),
+            nn.Linear(128, classes),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x)
+
+    def loss(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        """Cross-entropy and accuracy on a labelled batch (images (B, 1, 28, 28), labels (B,))."""
+        x, labels = batch
+        logits = self(x)
+        accuracy = (logits.argmax(1) == labels).float().mean().detach()
+        return {"total": nn.functional.cross_entropy(logits, labels), "accuracy": accuracy}

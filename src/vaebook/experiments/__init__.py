@@ -1,11 +1,16 @@
 """One small module per paper experiment: a config dataclass plus run(config) -> results dict.
 
 The CLI (``python -m vaebook reproduce NAME``), the tests (with a quick config) and the
-chapters all call the same ``run``.
+chapters all call the same ``run``. EXPERIMENTS maps a CLI name to (module, fixed settings).
 """
 
-from vaebook.experiments import vae
+from vaebook.experiments import infocatvae, vae
 
-EXPERIMENTS = {"vae": vae}
+EXPERIMENTS = {
+    "vae": (vae, {}),
+    "infocatvae": (infocatvae, {"model": "infocatvae"}),
+    "catvae": (infocatvae, {"model": "catvae"}),
+    "gumbel": (infocatvae, {"model": "gumbel"}),
+}
 
 __all__ = ["EXPERIMENTS"]

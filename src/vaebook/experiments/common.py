@@ -48,15 +48,25 @@ def environment(device: torch.device) -> dict:
     }
 
 
+CLI_FLAGS = ("dataset", "epochs", "device", "seed", "iwae_k", "train_size", "test_size")
+
+
 def reproduce_command(experiment: str, config) -> str:
-    """The CLI line that makes these results: every field that differs from its default."""
+    """The CLI line that makes these results: every field that differs from its default, as
+    its own flag or as --set FIELD=VALUE. 'model' is fixed by the experiment's name."""
     words = ["python -m vaebook reproduce", experiment]
     for f in fields(config):
         value = getattr(config, f.name)
         default = f.default if f.default is not MISSING else None
-        if value != default and f.name != "progress":
-            flag = "--" + f.name.replace("_", "-")
-            words += [flag] if value is True else [flag, str(value)]
+        if value == default or f.name in ("progress", "model", "results_dir", "checkpoint_dir"):
+            continue
+        text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
+        if f.name == "resume":
+            words.append("--resume")
+        elif f.name in CLI_FLAGS:
+            words += ["--" + f.name.replace("_", "-"), text]
+        else:
+            words += ["--set", f"{f.name}={text}"]
     return " ".join(words)
 
 
