@@ -8,29 +8,12 @@ benchmarks/infocatvae_loop_reference.py, timed in the same run.
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
 from infocatvae_loop_reference import LoopInfoCatVAE
+from train_speed import seconds_per_step
 
 from vaebook.models import InfoCatVAE, InfoCatVAEConfig
-
-
-def seconds_per_step(model, x: torch.Tensor, steps: int) -> float:
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def step():
-        loss = model.loss(x)["total"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(5):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
 
 
 def main() -> None:
