@@ -49,6 +49,8 @@ class InfoCatExperiment:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         self.seeds = tuple(self.seeds)
         self.hidden = tuple(self.hidden)
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed, e.g. seeds=(0, 1, 2)")
 
     @property
     def name(self) -> str:
@@ -144,7 +146,7 @@ def run(config: InfoCatExperiment) -> dict:
     extra = {
         "seconds": time.perf_counter() - start,
         "runs": per_seed,
-        **environment(torch.device("cpu") if config.device == "cpu" else trainer.device),
+        **environment(trainer.device),
     }
     path = Path(config.results_dir) / f"{config.name}.json"
     return write_results(path, config.model, config, metrics, extra)
