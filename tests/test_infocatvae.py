@@ -137,6 +137,8 @@ def test_gumbel_baseline_terms_and_gradients():
     assert model.category_head.weight.grad.abs().sum() > 0  # gradients flow through the relaxation
     with pytest.raises(ValueError, match="temperature"):
         GumbelCatVAEConfig(temperature=0.0)
+    with pytest.raises(ValueError, match="no information or balance term"):
+        GumbelCatVAEConfig(balance_weight=100.0)
 
 
 def _experiment_dir(tmp_path):

@@ -94,6 +94,19 @@ class InfoCatVAE(nn.Module):
     def check_input(self, x: Tensor) -> None:
         check_images(x, self.config.image_shape)
 
+    @staticmethod
+    def mix_heads(weights: Tensor, mean: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
+        """The head fed with a soft category vector instead of a one-hot: weights (B, K) and the
+        K heads (B, K, d) -> mean, logvar (B, d). The head is linear in its category input, so
+        this is the weighted sum of the K heads."""
+        return torch.einsum("bk,bkd->bd", weights, mean), torch.einsum(
+            "bk,bkd->bd", weights, logvar
+        )
+
+    def decode(self, z: Tensor) -> Tensor:
+        """Pixel probabilities: z (B, d) -> (B, C, H, W) in [0, 1]."""
+        return torch.sigmoid(self.decoder(z))
+
     # -- loss -------------------------------------------------------------------------------
     def loss(self, batch) -> dict[str, Tensor]:
         """Batch means of the terms; batch is x (B, C, H, W) in [0, 1] or (x, labels)."""
@@ -102,11 +115,8 @@ class InfoCatVAE(nn.Module):
         cfg = self.config
         logits, mean, logvar = self.encode(x)  # (B, K), (B, K, d), (B, K, d)
         probs, log_probs = logits.softmax(-1), logits.log_softmax(-1)
-        # reconstruction from the head fed with q(c|x) instead of a one-hot, as the authors do;
-        # the head is linear in that input, so this is the q(c|x)-weighted sum of the K heads
-        mixed_mean = (probs.unsqueeze(-1) * mean).sum(1)
-        mixed_logvar = (probs.unsqueeze(-1) * logvar).sum(1)
-        z = reparameterize(mixed_mean, mixed_logvar)
+        # reconstruction from the head fed with q(c|x) instead of a one-hot, as the authors do
+        z = reparameterize(*self.mix_heads(probs, mean, logvar))
         reconstruction = -bernoulli_log_likelihood(self.decoder(z), x).mean()
         kl = (probs * kl_normal(mean, logvar, self.means, torch.zeros_like(self.means))).sum(1)
         kl = kl.mean()
@@ -130,7 +140,7 @@ class InfoCatVAE(nn.Module):
         z = self.means[categories] + torch.randn(
             len(categories), self.config.latent_dim, device=self.means.device
         )
-        generated = torch.sigmoid(self.decoder(z))
+        generated = self.decode(z)
         logits = self.category_head(self.dropout(self.encoder(generated)))
         return F.cross_entropy(logits, categories)
 
@@ -149,13 +159,13 @@ class InfoCatVAE(nn.Module):
         noise = torch.randn(
             n, self.config.latent_dim, generator=generator, device=self.means.device
         )
-        return torch.sigmoid(self.decoder(self.means[category] + noise))
+        return self.decode(self.means[category] + noise)
 
     @torch.no_grad()
     def interpolate(self, start: int, end: int, steps: int = 8) -> Tensor:
         """Decode the straight line from centroid mu_start to mu_end: (steps, C, H, W)."""
         t = torch.linspace(0, 1, steps, device=self.means.device).unsqueeze(1)
-        return torch.sigmoid(self.decoder((1 - t) * self.means[start] + t * self.means[end]))
+        return self.decode((1 - t) * self.means[start] + t * self.means[end])
 
     @torch.no_grad()
     def traverse(self, category: int, scales: Tensor | None = None) -> Tensor:
@@ -163,7 +173,7 @@ class InfoCatVAE(nn.Module):
         along the category's own subspace. Returns (len(scales), C, H, W)."""
         scales = torch.linspace(0, 2, 8) if scales is None else scales
         scales = scales.to(self.means.device).unsqueeze(1)
-        return torch.sigmoid(self.decoder(scales * self.means[category]))
+        return self.decode(scales * self.means[category])
 
 
 @dataclass
@@ -174,6 +184,11 @@ class GumbelCatVAEConfig(InfoCatVAEConfig):
         super().__post_init__()
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        if self.info_weight or self.balance_weight:
+            raise ValueError(
+                "the Gumbel-softmax baseline has no information or balance term; "
+                "set info_weight=0 and balance_weight=0, or use InfoCatVAE"
+            )
 
 
 class GumbelCatVAE(InfoCatVAE):
@@ -194,8 +209,7 @@ class GumbelCatVAE(InfoCatVAE):
         self.check_input(x)
         logits, mean, logvar = self.encode(x)
         relaxed = F.gumbel_softmax(logits, tau=self.config.temperature)  # (B, K)
-        mean_c = (relaxed.unsqueeze(-1) * mean).sum(1)
-        logvar_c = (relaxed.unsqueeze(-1) * logvar).sum(1)
+        mean_c, logvar_c = self.mix_heads(relaxed, mean, logvar)
         z = reparameterize(mean_c, logvar_c)
         reconstruction = -bernoulli_log_likelihood(self.decoder(z), x).mean()
         prior_mean = relaxed @ self.means
