@@ -3,15 +3,17 @@
 The root is the environment variable ``VAEBOOK_DATA`` (default: ``~/.cache/vaebook/data``, or
 under ``$XDG_CACHE_HOME``). MNIST lives in ``<root>/MNIST/raw/``, Fashion-MNIST in
 ``<root>/FashionMNIST/raw/``: the files torchvision downloads, so online users just run and
-offline users point the variable at a folder that already holds them.
+offline users point the variable at a folder that already holds them. Sprites lives in
+``<root>/sprites/sprites_{walk,spellcard,slash}.npz``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -39,9 +41,19 @@ class MissingDataError(FileNotFoundError):
     """A data set is neither on disk nor downloadable; the message says where to put it."""
 
 
+def as_float_images(x: Tensor) -> Tensor:
+    """uint8 images 0..255 -> float in [0, 1]; float images pass through unchanged."""
+    return x.float().div_(255) if x.dtype == torch.uint8 else x
+
+
 @dataclass
 class ImageData:
-    """Images (N, C, H, W) float in [0, 1] and optional labels (N,) long, on one device.
+    """Images (N, C, H, W) and optional labels (N,) long, on one device.
+
+    Images are float in [0, 1], or uint8 in 0..255 (a quarter of the memory, for the large
+    colour sets): ``batch`` always returns float in [0, 1]. Every tensor field holds one row per
+    example, so a subclass that adds per-example fields (see SpritesData) keeps them through
+    ``to``, ``select`` and ``subset``.
 
     With ``binarize=True`` every batch is a fresh Bernoulli draw with the pixel values as
     probabilities (dynamic binarisation, as in Burda et al. 2016), so a Bernoulli decoder
@@ -53,12 +65,25 @@ class ImageData:
     binarize: bool = False
 
     def __post_init__(self):
-        check_images(self.images, tuple(self.images.shape[1:]), name="images")
+        # uint8 pixels are in range by their type: check the shape on one converted image
+        uint8 = self.images.dtype == torch.uint8
+        checked = as_float_images(self.images[:1]) if uint8 else self.images
+        check_images(checked, tuple(self.images.shape[1:]), name="images")
         if self.labels is not None and self.labels.shape != (len(self.images),):
             raise ValueError(
                 f"labels must have shape ({len(self.images)},) to match the images, "
                 f"got {tuple(self.labels.shape)}"
             )
+        for name, values in self._per_example().items():
+            if len(values) != len(self.images):
+                raise ValueError(
+                    f"{name} must have one row per image ({len(self.images)}), got {len(values)}"
+                )
+
+    def _per_example(self) -> dict[str, Tensor]:
+        """Every tensor field: images, labels and those a subclass adds, one row per example."""
+        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        return {name: value for name, value in values.items() if isinstance(value, Tensor)}
 
     def __len__(self) -> int:
         return len(self.images)
@@ -72,42 +97,55 @@ class ImageData:
         return self.images.device
 
     def to(self, device: str | torch.device) -> ImageData:
-        labels = None if self.labels is None else self.labels.to(device)
-        return ImageData(self.images.to(device), labels, self.binarize)
+        return replace(self, **{k: v.to(device) for k, v in self._per_example().items()})
+
+    def select(self, index: Tensor) -> ImageData:
+        """The examples at ``index``: a long index (M,) or a boolean mask (N,), e.g.
+        ``sprites.select(sprites.action == 0)``; every per-example field follows."""
+        index = index.to(self.device)
+        return replace(self, **{k: v[index] for k, v in self._per_example().items()})
 
     def subset(self, n: int, generator: torch.Generator | None = None) -> ImageData:
         """A random subset of n examples (all of them if n >= len)."""
         if n >= len(self):
             return self
-        index = torch.randperm(len(self), generator=generator)[:n].to(self.device)
-        labels = None if self.labels is None else self.labels[index]
-        return ImageData(self.images[index], labels, self.binarize)
+        return self.select(torch.randperm(len(self), generator=generator)[:n])
 
     def binarized(self, seed: int = 0) -> ImageData:
         """One fixed Bernoulli draw of every image (a static binarised test set)."""
         generator = torch.Generator(self.device).manual_seed(seed)
-        binary = torch.bernoulli(self.images, generator=generator)
-        return ImageData(binary, self.labels, binarize=False)
+        binary = torch.bernoulli(as_float_images(self.images), generator=generator)
+        return replace(self, images=binary, binarize=False)
 
     def batch(self, index: Tensor, generator: torch.Generator | None = None):
-        """The batch at ``index``: images (B, C, H, W), with labels as (images, labels)."""
-        x = self.images[index]
+        """The batch at ``index``: float images (B, C, H, W) in [0, 1], with labels as
+        (images, labels)."""
+        x = as_float_images(self.images[index])
         if self.binarize:
             # rand < p is a Bernoulli(p) draw, several times faster than torch.bernoulli on CPU
             x = (torch.rand(x.shape, generator=generator, device=x.device) < x).to(x.dtype)
         return x if self.labels is None else (x, self.labels[index])
 
 
-def _missing_message(name: str, folder: Path, root: Path) -> str:
-    files = ", ".join(RAW_FILES)
+def _missing_message(
+    name: str, folder: Path, root: Path, files: tuple[str, ...] = RAW_FILES, source: str = ""
+) -> str:
+    """What is missing, where it was looked for, and how to get it. Defaults: torchvision's
+    layout (``folder/raw/`` with the IDX files) and its download."""
+    if not source:
+        folder, source = (
+            folder / "raw",
+            "or go online and call with download=True (torchvision fetches the files), or copy "
+            "them from the data set's home page (MNIST: yann.lecun.com/exdb/mnist, "
+            "Fashion-MNIST: github.com/zalandoresearch/fashion-mnist)",
+        )
+    layout = folder.relative_to(root)
     return (
         f"{name} not found under the data root {root}.\n"
-        f"Expected torchvision's layout: {folder}/raw/ holding {files} "
-        "(or their .gz files).\n"
-        f"Fix: set the environment variable {DATA_ENV} to a folder that has {folder.name}/raw/, "
-        f"or go online and call with download=True (torchvision fetches the files), or copy them "
-        f"from the data set's home page (MNIST: yann.lecun.com/exdb/mnist, Fashion-MNIST: "
-        f"github.com/zalandoresearch/fashion-mnist)."
+        f"Expected the layout {folder}/ holding {', '.join(files)}"
+        f"{' (or their .gz files)' if files == RAW_FILES else ''}.\n"
+        f"Fix: set the environment variable {DATA_ENV} to a folder that has {layout}/, "
+        f"{source}."
     )
 
 
@@ -146,3 +184,95 @@ def load_images(
     images = dataset.data.unsqueeze(1).to(device=device, dtype=torch.float32) / 255.0
     labels = dataset.targets.to(device=device, dtype=torch.long)
     return ImageData(images, labels, binarize=binarize)
+
+
+SPRITES_ACTIONS = ("walk", "spellcard", "slash")
+SPRITES_TEST_CHARACTERS = 296  # the last 296 of the 1,296 characters: no identity in both splits
+
+
+@dataclass
+class SpritesData(ImageData):
+    """LPC Sprites with every factor of every image; labels are the character (the identity).
+
+    images: (N, 3, 64, 64) uint8, returned by ``batch`` as float in [0, 1]; labels: (N,)
+    character id 0..1295, the same id in both splits' numbering. Per image also:
+    attributes (N, 4) long 0..5 with columns ``attribute_names`` (body, bottomwear, topwear,
+    hair); action (N,) an index into ``SPRITES_ACTIONS``; direction (N,) an index into
+    ``direction_names`` (front, left, right); frame (N,) 0..7. ``relabelled(factor)`` puts any
+    factor in ``labels``; ``select(mask)`` picks a domain, e.g. one action.
+    """
+
+    attributes: Tensor | None = None
+    action: Tensor | None = None
+    direction: Tensor | None = None
+    frame: Tensor | None = None
+    character: Tensor | None = None
+    attribute_names: tuple[str, ...] = ()
+    direction_names: tuple[str, ...] = ()
+
+    def factor(self, name: str) -> Tensor:
+        """One factor per image (N,): 'character', 'action', 'direction', 'frame' or an
+        attribute name such as 'hair'."""
+        if name in ("character", "action", "direction", "frame"):
+            return getattr(self, name)
+        if name in self.attribute_names:
+            return self.attributes[:, self.attribute_names.index(name)]
+        choices = ["character", "action", "direction", "frame", *self.attribute_names]
+        raise ValueError(f"unknown Sprites factor {name!r}; choose one of {choices}")
+
+    def relabelled(self, factor: str) -> SpritesData:
+        """The same images with ``factor`` (see ``factor``) as labels."""
+        return replace(self, labels=self.factor(factor))
+
+
+def load_sprites(
+    split: str = "train", root: str | Path | None = None, device: str | torch.device = "cpu"
+) -> SpritesData:
+    """LPC Sprites (Li & Mandt 2018's files) split by character: 'train' (first 1,000
+    characters, 72,000 images) or 'test' (last 296, 21,312 images), each character in
+    3 actions x 3 directions x 8 frames, ordered character, action, direction, frame.
+
+    Returns SpritesData with images (N, 3, 64, 64) uint8 (floats in [0, 1] per batch) labelled
+    by character. Raises MissingDataError naming the files and the fix when they are absent.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    root = Path(root) if root is not None else data_root()
+    folder = root / "sprites"
+    files = tuple(f"sprites_{action}.npz" for action in SPRITES_ACTIONS)
+    if not all((folder / f).exists() for f in files):
+        source = (
+            "or generate the files with the scripts of Li & Mandt, 'Disentangled Sequential "
+            "Autoencoder' (ICML 2018), one npz per action with the keys frames (1296, 3, 8, 64, "
+            "64, 3) uint8, attributes, attribute_names and directions"
+        )
+        raise MissingDataError(_missing_message("sprites", folder, root, files, source))
+    frames, attributes = [], None
+    for name in files:
+        with np.load(folder / name) as archive:
+            n = len(archive["attributes"])
+            characters = slice(0, n - SPRITES_TEST_CHARACTERS)
+            if split == "test":
+                characters = slice(n - SPRITES_TEST_CHARACTERS, n)
+            frames.append(torch.from_numpy(archive["frames"][characters]))
+            attributes = torch.from_numpy(archive["attributes"][characters].astype(np.int64))
+            attribute_names = tuple(str(a) for a in archive["attribute_names"])
+            direction_names = tuple(str(d) for d in archive["directions"])
+    # (characters, actions, directions, frames, H, W, RGB) -> (N, RGB, H, W)
+    stacked = torch.stack(frames, dim=1)
+    factor_shape = stacked.shape[:4]
+    images = stacked.reshape(-1, *stacked.shape[4:]).permute(0, 3, 1, 2).contiguous()
+    first = n - SPRITES_TEST_CHARACTERS if split == "test" else 0
+    grid = torch.meshgrid(*(torch.arange(size) for size in factor_shape), indexing="ij")
+    character, action, direction, frame = (g.reshape(-1) for g in grid)
+    return SpritesData(
+        images=images.to(device),
+        labels=(character + first).to(device),
+        attributes=attributes[character].to(device),
+        action=action.to(device),
+        direction=direction.to(device),
+        frame=frame.to(device),
+        character=(character + first).to(device),
+        attribute_names=attribute_names,
+        direction_names=direction_names,
+    )
