@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -125,6 +126,95 @@ class ImageData:
             # rand < p is a Bernoulli(p) draw, several times faster than torch.bernoulli on CPU
             x = (torch.rand(x.shape, generator=generator, device=x.device) < x).to(x.dtype)
         return x if self.labels is None else (x, self.labels[index])
+
+
+class PairSampler:
+    """Partners drawn by index, for weak supervision by pairs (Cycle-Consistent VAE and its
+    baselines): no per-class lists of images, only index tensors on the labels' device.
+
+    labels: (N,) long. Every label present needs two examples or more.
+    """
+
+    def __init__(self, labels: Tensor | None):
+        if labels is None:
+            raise ValueError(
+                "pairs need labels: same-label partners are drawn from them; "
+                "build the data with labels, e.g. ImageData(images, labels)"
+            )
+        if labels.dim() != 1 or labels.dtype != torch.long or (labels < 0).any():
+            raise ValueError(
+                f"labels must be (N,) long >= 0, got {labels.dtype} {tuple(labels.shape)}"
+            )
+        counts = torch.bincount(labels)
+        single = ((counts == 1).nonzero().flatten()).tolist()
+        if single:
+            raise ValueError(
+                f"label(s) {single[:10]} have a single example, so no same-label partner; "
+                "drop them (data.select(mask)) or add examples"
+            )
+        self.labels = labels
+        self.count = counts
+        self.order = torch.argsort(labels, stable=True)  # indices grouped by label
+        self.start = counts.cumsum(0) - counts  # where each label's group begins in order
+        self.rank = torch.empty_like(labels)  # each example's position inside its group
+        self.rank[self.order] = (
+            torch.arange(len(labels), device=labels.device) - self.start[labels[self.order]]
+        )
+
+    def same_label(self, index: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """For each i in index (B,), a partner j != i with the same label, uniform among them:
+        (B,). Shifting i's rank by 1..count-1 within its group never lands on i itself."""
+        label = self.labels[index]
+        count = self.count[label]
+        uniform = torch.rand(len(index), generator=generator, device=index.device)
+        shift = 1 + (uniform * (count - 1)).long().clamp_max(count - 2)
+        return self.order[self.start[label] + (self.rank[index] + shift) % count]
+
+    def unrelated(self, index: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """For each i in index (B,), a partner drawn uniformly from all N, whatever its label."""
+        n = len(self.labels)
+        return torch.randint(n, (len(index),), generator=generator, device=index.device)
+
+
+class PairBatch(NamedTuple):
+    """Images (B, C, H, W) in [0, 1]: x, a same-label partner of each, an unrelated image for
+    each; and x's labels (B,)."""
+
+    x: Tensor
+    partner: Tensor
+    unrelated: Tensor
+    labels: Tensor
+
+
+@dataclass
+class PairedData:
+    """A labelled ImageData served as pairs: ``batch(index)`` -> PairBatch. The trainer draws
+    ``index`` from a permutation of all examples, so every class is paired each epoch."""
+
+    data: ImageData
+
+    def __post_init__(self):
+        self.sampler = PairSampler(self.data.labels)
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    @property
+    def image_shape(self) -> tuple[int, int, int]:
+        return self.data.image_shape
+
+    @property
+    def device(self) -> torch.device:
+        return self.data.device
+
+    def to(self, device: str | torch.device) -> PairedData:
+        return self if torch.device(device) == self.device else PairedData(self.data.to(device))
+
+    def batch(self, index: Tensor, generator: torch.Generator | None = None) -> PairBatch:
+        partner = self.sampler.same_label(index, generator)
+        unrelated = self.sampler.unrelated(index, generator)
+        x, _ = self.data.batch(torch.cat([index, partner, unrelated]), generator)
+        return PairBatch(*x.chunk(3), self.data.labels[index])
 
 
 def _missing_message(
