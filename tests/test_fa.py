@@ -276,3 +276,43 @@ def test_bound_matches_monte_carlo():
     standard_error = float(estimate.std() / s**0.5)
     assert abs(float(estimate.mean()) - model.bound()) < 4 * standard_error + 1e-6
     assert standard_error < 0.5  # the check has teeth
+
+
+def test_replace_view_keeps_posteriors_and_refits_to_new_data():
+    z, _, (x, h) = factor_data(n=200, dims=(10, 6), noise=0.3)
+    var = torch.full_like(h, 0.01)
+    model = fa.SSHIBA({"x": fa.Real(x), "h": fa.Latent(h, var)}, k=6).fit(n_iter=50)
+    before, bound = model.prior_moments("h")[0].clone(), model.bound()
+    model.replace_view("h", fa.Latent(h.clone(), var))  # the same data: nothing moves
+    assert model.bound() == pytest.approx(bound, rel=1e-12)
+    shifted = h + 3.0  # new encoder means: the prior of the view follows them
+    model.replace_view("h", fa.Latent(shifted, var))
+    model.fit(n_iter=20)
+    after = model.prior_moments("h")[0]
+    assert ((after - shifted) ** 2).mean() < 0.2 * ((before - shifted) ** 2).mean()
+    with pytest.raises(ValueError, match="fitted as Latent, got Real"):
+        model.replace_view("h", fa.Real(h))
+    with pytest.raises(ValueError, match="shape.*same rows"):
+        model.replace_view("h", fa.Latent(h[:10], var[:10]))
+    with pytest.raises(ValueError, match="unknown view 'y'"):
+        model.replace_view("y", fa.Latent(h, var))
+
+
+def test_predict_with_a_subset_of_factors():
+    _, _, (x, y) = factor_data(n=200, dims=(10, 6), noise=0.3)
+    config = fa.FAConfig(prune=False)
+    model = fa.SSHIBA({"x": fa.Real(x), "y": fa.Real(y)}, k=5, config=config).fit(n_iter=30)
+    everything = torch.ones(model.k, dtype=torch.bool)
+    torch.testing.assert_close(
+        model.predict({"x": x[:9]}, "y", factors=everything), model.predict({"x": x[:9]}, "y")
+    )
+    none = model.predict({"x": x[:9]}, "y", factors=~everything)
+    torch.testing.assert_close(none, model.q["y"].b_mean.expand(9, -1))
+    some = torch.arange(model.k) < 2
+    z_new = model.posterior_z({"x": x[:9]}).mean
+    w, b = model.q["y"].W.mean, model.q["y"].b_mean
+    torch.testing.assert_close(
+        model.predict({"x": x[:9]}, "y", factors=some), z_new[:, :2] @ w[:, :2].T + b
+    )
+    with pytest.raises(ValueError, match=r"\(K,\) = \(5,\) bool mask"):
+        model.predict({"x": x[:9]}, "y", factors=torch.ones(3, dtype=torch.bool))

@@ -706,6 +706,29 @@ class SSHIBA:
 
     # -- using the fitted model ------------------------------------------------------------------
 
+    def replace_view(self, name: str, view: View) -> None:
+        """Give view `name` new data for the same N rows, keeping every posterior as the start
+        of the next sweeps: FA-VAE refreshes its latent views from the encoders this way.
+
+        The new view must have the old one's type and shape (N, D).
+        """
+        old = self.views.get(name)
+        if old is None:
+            raise ValueError(f"unknown view {name!r}; the model has {list(self.views)}")
+        if type(view) is not type(old):
+            raise ValueError(
+                f"view {name!r} was fitted as {type(old).__name__}, got {type(view).__name__}; "
+                "replace a view by one of the same type"
+            )
+        self._bind_all({name: view})
+        if view.shape != old.shape:
+            raise ValueError(
+                f"view {name!r} has shape {old.shape}, the new data {view.shape}; give the same "
+                "rows in the same order and the same number of columns"
+            )
+        self.views = {**self.views, name: view}
+        self._xtz[name] = view.x_mean.T @ self.q_z.mean
+
     def prior_moments(self, view: str) -> tuple[Tensor, Tensor]:
         """The prior that the rest of the model puts on a view's data, for FA-VAE.
 
@@ -732,19 +755,25 @@ class SSHIBA:
                 q_z = self._posterior_z(views, self.q)
         return q_z
 
-    def predict(self, inputs: dict[str, View | Tensor], output: str) -> Tensor:
+    def predict(
+        self, inputs: dict[str, View | Tensor], output: str, factors: Tensor | None = None
+    ) -> Tensor:
         """Posterior predictive of view `output` for new rows observed in the `inputs` views.
 
         Args:
             inputs: view name -> data of the new rows (a tensor, wrapped in the view's type, or
                 a view object, e.g. `Latent(mean, var)`); every input has the same N_new rows.
             output: name of the view to predict.
+            factors: (K,) bool, the factors the prediction uses, e.g. those shared by two views
+                (see `activity`); the others are held at 0, their prior mean. None: all.
 
         Returns (N_new, D_out): the mean for `Real`/`Latent`, P(t = 1) for `Binary`, class
         probabilities for `Categorical`.
         """
         out = self._posterior(output)
         q_z = self.posterior_z(inputs)
+        if factors is not None:
+            q_z = self._only_factors(q_z, factors)
         mean = out.mean_of(q_z.mean)
         # variance of w_d^T z_n + b_d under q(W) q(Z_new) q(b), plus the noise 1/tau
         var = (
@@ -763,6 +792,17 @@ class SSHIBA:
             log_p = [argmax_probit(scaled, eye[c].expand_as(scaled))[1] for c in range(len(eye))]
             return torch.softmax(torch.stack(log_p, 1), 1)  # renormalise the quadrature
         return mean
+
+    def _only_factors(self, q_z: GaussianRows, factors: Tensor) -> GaussianRows:
+        """q(Z) with the factors outside `factors` (K,) bool set to exactly 0."""
+        factors = torch.as_tensor(factors, device=self.device)
+        if factors.dtype != torch.bool or factors.shape != (self.k,):
+            raise ValueError(
+                f"factors must be a (K,) = ({self.k},) bool mask, got {factors.dtype} of shape "
+                f"{tuple(factors.shape)}; e.g. model.activity().min(0).values > 0.05"
+            )
+        keep = factors.to(self.dtype)
+        return GaussianRows(q_z.mean * keep, q_z.cov * keep[:, None] * keep[None, :])
 
     def _posterior(self, view: str) -> ViewPosterior:
         if view not in self.q:

@@ -92,7 +92,11 @@ def save_model(path: str | Path, model: nn.Module, history: dict, epoch: int) ->
         {
             "model_class": type(model).__name__,
             "model_config": model_config(model),
-            "model": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+            # non-tensor entries are a module's extra state, e.g. FA-VAE's factor-analysis layer
+            "model": {
+                k: v.detach().cpu() if isinstance(v, torch.Tensor) else v
+                for k, v in model.state_dict().items()
+            },
             "history": history,
             "epoch": epoch,
         },

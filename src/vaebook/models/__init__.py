@@ -1,5 +1,6 @@
 """The models of the book: one module each, each an nn.Module with loss(batch) -> named terms."""
 
+from vaebook.models.favae import FAVAE, FAVAEConfig, FAVAEData, FAVAESchedule
 from vaebook.models.infocatvae import (
     GumbelCatVAE,
     GumbelCatVAEConfig,
@@ -15,4 +16,8 @@ __all__ = [
     "InfoCatVAEConfig",
     "GumbelCatVAE",
     "GumbelCatVAEConfig",
+    "FAVAE",
+    "FAVAEConfig",
+    "FAVAEData",
+    "FAVAESchedule",
 ]

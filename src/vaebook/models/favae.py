@@ -1,0 +1,394 @@
+"""FA-VAE (Guerrero-Lopez et al. 2022, arXiv 2207.09185): VAEs tied by a factor-analysis layer.
+
+Every image view m has its own VAE, encoder q(h | x) = N(mean, diag var) and decoder p(x | h).
+The codes h^(m) of all image views are the latent views of one Bayesian factor-analysis model
+(`vaebook.fa.SSHIBA`), beside label views (Binary/Multilabel/Categorical) and real views:
+
+    z_n ~ N(0, I_K),   h_n^(m) = W_m z_n + b_m + noise,   noise ~ N(0, tau_m^-1 I)
+
+so the prior of VAE m for row n is not N(0, I) but the factor-analysis prediction
+N(<z_n><W_m>^T + <b_m>, <tau_m>^-1 I) (`SSHIBA.prior_moments`), and its loss per row is
+
+    -E_q(h|x)[log p(x | h)] + beta * KL(q(h | x) || N(<z_n><W_m>^T + <b_m>, <tau_m>^-1 I)).
+
+Training alternates (`FAVAE.fit`, schedule in `FAVAESchedule`): factor-analysis sweeps with the
+VAEs fixed, then VAE epochs against the refreshed prior, then the latent views refreshed from
+the encoders. Prediction goes through the shared Z: labels from images, images from labels, one
+image view from another, with all factors or only some (e.g. the shared ones).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+
+import torch
+from torch import Tensor, nn
+
+from vaebook import fa
+from vaebook.checks import check_images
+from vaebook.models.vae import VAE, VAEConfig
+from vaebook.probability import kl_normal, reparameterize
+from vaebook.train import TrainConfig, Trainer
+
+
+@dataclass
+class FAVAEConfig:
+    image_views: tuple[str, ...] = ("image",)  # one VAE per name
+    image_shape: tuple[int, int, int] = (3, 64, 64)  # shared by the image views
+    latent_dim: int = 16  # D of every VAE's code h
+    hidden: tuple[int, ...] = (256,)
+    arch: str = "conv"  # 'mlp' or 'conv'
+    likelihood: str = "bernoulli"  # 'bernoulli' (x in [0, 1]) or 'gaussian'
+    beta: float = 1.0  # weight of the KL term once the schedule's ramp is over
+    factors: int = 20  # K of the factor-analysis layer at its first round; ARD prunes it
+    fa_rotate: bool = True  # the rotation step of SSHIBA after every sweep
+    seed: int = 0  # for the factor-analysis layer's initial Z
+
+    def __post_init__(self):
+        self.image_views = tuple(self.image_views)
+        self.image_shape = tuple(self.image_shape)
+        self.hidden = tuple(self.hidden)
+        if not self.image_views or len(set(self.image_views)) != len(self.image_views):
+            raise ValueError(
+                f"image_views must be distinct names, at least one, got {self.image_views}"
+            )
+        bad = [name for name in self.image_views if not name.isidentifier()]
+        if bad:
+            raise ValueError(f"image view names must be identifiers (letters, _), got {bad}")
+        if self.factors < 1:
+            raise ValueError(f"factors must be >= 1, got {self.factors}")
+
+    def vae_config(self) -> VAEConfig:
+        """The configuration of every image view's VAE."""
+        return VAEConfig(
+            image_shape=self.image_shape,
+            latent_dim=self.latent_dim,
+            hidden=self.hidden,
+            arch=self.arch,
+            likelihood=self.likelihood,
+            beta=self.beta,
+        )
+
+
+@dataclass
+class FAVAESchedule:
+    """The alternating schedule of `FAVAE.fit`.
+
+    Warm-up: VAE epochs against N(0, I), so that the first latent views carry information. Then
+    `rounds` times: factor-analysis sweeps (the first round from SSHIBA's PCA start, later ones
+    warm-started), `epochs_per_round` VAE epochs against the refreshed prior, latent views
+    refreshed from the encoders. The KL weight rises linearly from beta / beta_ramp_epochs to
+    beta over the first beta_ramp_epochs epochs (0: no ramp).
+    """
+
+    rounds: int = 10
+    epochs_per_round: int = 1
+    warmup_epochs: int = 1
+    first_sweeps: int = 50
+    sweeps: int = 5
+    beta_ramp_epochs: int = 0
+
+    def __post_init__(self):
+        if self.rounds < 1 or self.epochs_per_round < 1 or self.first_sweeps < 1:
+            raise ValueError(
+                "need rounds, epochs_per_round and first_sweeps >= 1, got "
+                f"{self.rounds}, {self.epochs_per_round}, {self.first_sweeps}"
+            )
+        if self.warmup_epochs < 0 or self.sweeps < 1 or self.beta_ramp_epochs < 0:
+            raise ValueError(
+                "need warmup_epochs >= 0, sweeps >= 1 and beta_ramp_epochs >= 0, got "
+                f"{self.warmup_epochs}, {self.sweeps}, {self.beta_ramp_epochs}"
+            )
+
+    def kl_ramp(self, epoch: int) -> float:
+        """The share of beta used in epoch `epoch` (0-based, warm-up included)."""
+        if self.beta_ramp_epochs == 0:
+            return 1.0
+        return min(1.0, (epoch + 1) / self.beta_ramp_epochs)
+
+
+@dataclass
+class FAVAEData:
+    """N rows seen through several views: images per image view, and the other views of the
+    factor-analysis layer (labels, features), row n of every view describing the same thing.
+
+    images: view name -> (N, C, H, W) float in [0, 1]. side_views: view name -> a `vaebook.fa`
+    view of the same N rows, e.g. `fa.Categorical(labels (N,))`, `fa.Multilabel((N, L))`,
+    `fa.Real((N, D))`; a view holds its own fit, so give every model its own view objects.
+    A batch is (index (B,), {image view: (B, C, H, W)}): the index picks each row's prior.
+    """
+
+    images: dict[str, Tensor]
+    side_views: dict[str, fa.View] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.images:
+            raise ValueError("give at least one image view: images={'name': (N, C, H, W)}")
+        rows = {name: len(x) for name, x in self.images.items()}
+        for name, x in self.images.items():
+            check_images(x, tuple(x.shape[1:]), name=f"images[{name!r}]")
+        for name, view in self.side_views.items():
+            if not isinstance(view, fa.View):
+                raise ValueError(
+                    f"side view {name!r} is a {type(view).__name__}; wrap its data in a view of "
+                    "vaebook.fa, e.g. fa.Categorical(labels) or fa.Real(features)"
+                )
+            rows[name] = view.data.shape[0]
+        if len(set(rows.values())) > 1:
+            raise ValueError(f"every view must have the same N rows, got {rows}")
+        clash = set(self.images) & set(self.side_views)
+        if clash:
+            raise ValueError(f"names {sorted(clash)} are both image and side views; rename one")
+
+    def __len__(self) -> int:
+        return len(next(iter(self.images.values())))
+
+    @property
+    def device(self) -> torch.device:
+        return next(iter(self.images.values())).device
+
+    def to(self, device: str | torch.device) -> FAVAEData:
+        """The images on `device`; side views are moved by the factor-analysis layer itself."""
+        images = {name: x.to(device) for name, x in self.images.items()}
+        return FAVAEData(images, self.side_views)
+
+    def batch(
+        self, index: Tensor, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, dict[str, Tensor]]:
+        """Rows `index` (B,): (index, {image view: (B, C, H, W)})."""
+        return index, {name: x[index] for name, x in self.images.items()}
+
+
+class FAVAE(nn.Module):
+    """One VAE per image view (`self.vaes[name]`, a `vaebook.models.VAE`) and the factor-analysis
+    layer `self.fa` (a `vaebook.fa.SSHIBA`, None before the first round of `fit`).
+
+    Until the layer exists every VAE's prior is N(0, I), so FAVAE is then a set of vanilla VAEs.
+    """
+
+    def __init__(self, config: FAVAEConfig | None = None):
+        super().__init__()
+        self.config = config = config or FAVAEConfig()
+        self.vaes = nn.ModuleDict({name: VAE(config.vae_config()) for name in config.image_views})
+        self.fa: fa.SSHIBA | None = None
+        # per image view: prior mean (N, D) and log-variance () from the factor-analysis layer
+        self.priors: dict[str, tuple[Tensor, Tensor]] = {}
+        self.kl_ramp = 1.0  # share of beta in use, set by `fit` from the schedule
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    # -- the VAEs' loss -----------------------------------------------------------------------
+
+    def prior(self, view: str, index: Tensor) -> tuple[Tensor, Tensor]:
+        """Prior mean (B, D) and log-variance (scalar) of view `view`'s code for rows `index`."""
+        if view not in self.priors:  # no factor-analysis layer yet: N(0, I)
+            zero = torch.zeros((), device=self.device)
+            return zero, zero
+        mean, logvar = self.priors[view]
+        return mean[index.to(mean.device)].to(self.device), logvar.to(self.device)
+
+    def loss(self, batch: tuple[Tensor, dict[str, Tensor]]) -> dict[str, Tensor]:
+        """Batch means of the terms; batch = (rows (B,), {image view: x (B, C, H, W)}).
+
+        Returns reconstruction (-log p(x | h), one h per example) and kl (to each row's prior),
+        both summed over the image views, their per-view values when there are several, and
+        total = reconstruction + kl_ramp * beta * kl.
+        """
+        index, images = batch
+        missing = set(self.vaes) - set(images)
+        if missing:
+            raise ValueError(f"the batch lacks image views {sorted(missing)}")
+        terms: dict[str, Tensor] = {}
+        for name, vae in self.vaes.items():
+            x = images[name]
+            vae.check_input(x)
+            mean, logvar = vae.encode(x)
+            h = reparameterize(mean, logvar)
+            terms[f"reconstruction_{name}"] = -vae.log_likelihood(x, h).mean()
+            terms[f"kl_{name}"] = kl_normal(mean, logvar, *self.prior(name, index)).mean()
+        reconstruction = sum(terms[f"reconstruction_{name}"] for name in self.vaes)
+        kl = sum(terms[f"kl_{name}"] for name in self.vaes)
+        total = reconstruction + self.kl_ramp * self.config.beta * kl
+        if len(self.vaes) == 1:
+            terms = {}
+        return {"total": total, "reconstruction": reconstruction, "kl": kl, **terms}
+
+    # -- the factor-analysis layer ------------------------------------------------------------
+
+    @torch.no_grad()
+    def encode(self, view: str, images: Tensor, batch_size: int = 500) -> fa.Latent:
+        """The encoder's moments as a latent view: images (N, C, H, W) -> Latent(mean, var),
+        each (N, D)."""
+        vae = self._vae(view)
+        vae.check_input(images)
+        was_training = vae.training
+        vae.eval()
+        moments = [
+            vae.encode(images[i : i + batch_size].to(self.device))
+            for i in range(0, len(images), batch_size)
+        ]
+        vae.train(was_training)
+        mean = torch.cat([m for m, _ in moments])
+        var = torch.cat([logvar for _, logvar in moments]).exp()
+        return fa.Latent(mean, var)
+
+    def start_fa(self, data: FAVAEData) -> None:
+        """Build the factor-analysis layer from the encoders' moments on `data` and its side
+        views, on the VAEs' device (float64 on the CPU, float32 elsewhere)."""
+        self._check_views(data)
+        latents = {name: self.encode(name, data.images[name]) for name in self.vaes}
+        config = fa.FAConfig(
+            rotate=self.config.fa_rotate, seed=self.config.seed, device=self.device
+        )
+        self.fa = fa.SSHIBA({**latents, **data.side_views}, k=self.config.factors, config=config)
+
+    def refresh_latent_views(self, data: FAVAEData) -> None:
+        """Replace every latent view's data by the current encoders' moments on `data`."""
+        layer = self._layer()
+        for name in self.vaes:
+            layer.replace_view(name, self.encode(name, data.images[name]))
+
+    def fa_sweeps(self, n: int) -> None:
+        """Up to n sweeps of the factor-analysis layer with the VAEs fixed, then the VAEs'
+        priors from its new moments."""
+        self._layer().fit(n_iter=n)
+        self.refresh_prior()
+
+    def refresh_prior(self) -> None:
+        """Every VAE's prior from the layer: mean <Z><W_m>^T + <b_m>, variance 1 / <tau_m>."""
+        layer = self._layer()
+        for name in self.vaes:
+            mean, tau = layer.prior_moments(name)
+            self.priors[name] = (
+                mean.to(self.device, torch.float32),
+                -torch.log(tau).to(self.device, torch.float32),
+            )
+
+    # -- the alternating schedule -------------------------------------------------------------
+
+    def fit(
+        self, data: FAVAEData, schedule: FAVAESchedule, train: TrainConfig
+    ) -> dict[str, list[float]]:
+        """Train with the alternating schedule; `train` sets the VAE epochs (its own `epochs`
+        is ignored: the schedule counts them). One `Trainer` runs every VAE epoch, so the
+        optimiser's state carries over the rounds.
+
+        Returns the trainer's per-epoch history (loss terms, `seconds`) and, per round,
+        `fa_seconds` (sweeps), `encode_seconds` (latent views from the encoders), `fa_bound`
+        and `factors` (K after pruning). It ends with sweeps against the final encoders, so
+        that prediction uses a layer that matches them.
+        """
+        self._check_views(data)
+        trainer = Trainer(self, data, replace(train, epochs=0))
+        rounds: dict[str, list[float]] = defaultdict(list)
+
+        def vae_epochs(n: int) -> None:
+            for _ in range(n):
+                self.kl_ramp = schedule.kl_ramp(trainer.epoch)
+                trainer.config.epochs = trainer.epoch + 1
+                trainer.fit()
+
+        vae_epochs(schedule.warmup_epochs)
+        for round_ in range(schedule.rounds + 1):  # the last pass only refits the layer
+            start = time.perf_counter()
+            if self.fa is None:
+                self.start_fa(data)
+            else:
+                self.refresh_latent_views(data)
+            encoded = time.perf_counter()
+            self.fa_sweeps(schedule.first_sweeps if round_ == 0 else schedule.sweeps)
+            rounds["encode_seconds"].append(encoded - start)
+            rounds["fa_seconds"].append(time.perf_counter() - encoded)
+            rounds["fa_bound"].append(self.fa.history[-1])
+            rounds["factors"].append(self.fa.k)
+            if round_ < schedule.rounds:
+                vae_epochs(schedule.epochs_per_round)
+        self.eval()
+        return {**trainer.history, **rounds}
+
+    # -- prediction across views --------------------------------------------------------------
+
+    def shared_factors(self, views: list[str] | tuple[str, ...], threshold: float = 0.05) -> Tensor:
+        """(K,) bool: the factors whose activity (`SSHIBA.activity`) is above `threshold` in
+        every one of `views`."""
+        return self._activity(views).gt(threshold).all(0)
+
+    def private_factors(self, view: str, threshold: float = 0.05) -> Tensor:
+        """(K,) bool: the factors active in `view` and in no other view of the layer."""
+        others = [name for name in self._layer().views if name != view]
+        active = self.shared_factors([view], threshold)
+        if not others:
+            return active
+        return active & ~self._activity(others).gt(threshold).any(0)
+
+    @torch.no_grad()
+    def predict(
+        self,
+        inputs: dict[str, Tensor | fa.View],
+        output: str,
+        factors: Tensor | None = None,
+    ) -> Tensor:
+        """Posterior predictive of view `output` for new rows observed in `inputs`.
+
+        inputs: image views as images (B, C, H, W), encoded to their latent views; other views
+            as `SSHIBA.predict` takes them, e.g. labels (B,) for a Categorical view.
+        output: an image view gives the decoded mean images (B, C, H, W) in [0, 1] (an image
+            from labels, or from another image view: translation); a label view gives
+            probabilities, (B, C) for Categorical, (B, L) for Binary/Multilabel.
+        factors: (K,) bool, the factors to use (e.g. `shared_factors`); None: all.
+        """
+        layer = self._layer()
+        views = {
+            name: self.encode(name, x) if name in self.vaes and isinstance(x, Tensor) else x
+            for name, x in inputs.items()
+        }
+        prediction = layer.predict(views, output, factors=factors).to(self.device, torch.float32)
+        if output in self.vaes:
+            return self.vaes[output].decode(prediction)
+        return prediction
+
+    # -- checkpoints: the layer travels with the weights ----------------------------------------
+
+    def get_extra_state(self) -> dict:
+        return {"fa": self.fa}
+
+    def set_extra_state(self, state: dict) -> None:
+        self.fa = state["fa"]
+        if self.fa is not None:  # torch.load's map_location moved its tensors
+            self.fa.device = self.fa.q_z.mean.device
+            self.refresh_prior()
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def _vae(self, view: str) -> VAE:
+        if view not in self.vaes:
+            raise ValueError(
+                f"{view!r} is not an image view; the image views are {list(self.vaes)}"
+            )
+        return self.vaes[view]
+
+    def _layer(self) -> fa.SSHIBA:
+        if self.fa is None:
+            raise RuntimeError(
+                "the factor-analysis layer does not exist yet; call fit(...) or start_fa(data)"
+            )
+        return self.fa
+
+    def _activity(self, views: list[str] | tuple[str, ...]) -> Tensor:
+        layer = self._layer()
+        names = list(layer.views)
+        unknown = [v for v in views if v not in names]
+        if unknown:
+            raise ValueError(f"unknown views {unknown}; the layer has {names}")
+        return layer.activity()[[names.index(v) for v in views]]
+
+    def _check_views(self, data: FAVAEData) -> None:
+        if set(data.images) != set(self.vaes):
+            raise ValueError(
+                f"the data's image views {sorted(data.images)} differ from the model's "
+                f"{sorted(self.vaes)}; set FAVAEConfig(image_views=...) to match"
+            )

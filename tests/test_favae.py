@@ -1,0 +1,183 @@
+"""Tests of FA-VAE (`vaebook.models.favae`) on small synthetic multi-view data."""
+
+import pytest
+import torch
+
+from vaebook import fa
+from vaebook.experiments.common import save_model
+from vaebook.models import FAVAE, FAVAEConfig, FAVAEData, FAVAESchedule
+from vaebook.train import TrainConfig, load_checkpoint
+
+CLASSES = 4
+SMALL = dict(image_shape=(1, 28, 28), arch="mlp", hidden=(64,), latent_dim=4, factors=6)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    # small matrices and MLPs: thread start-up would cost more than it saves
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def prototypes(seed: int) -> torch.Tensor:
+    """One smooth, nearly binary 28x28 image per class: (CLASSES, 1, 28, 28) in [0, 1]."""
+    base = torch.rand(CLASSES, 1, 7, 7, generator=torch.Generator().manual_seed(seed))
+    smooth = torch.nn.functional.interpolate(base, size=(28, 28), mode="bilinear")
+    return torch.sigmoid((smooth - 0.5) * 12)
+
+
+PROTOTYPES = {"a": prototypes(100), "b": prototypes(200)}  # two views of the same class
+
+
+def two_views(n: int, seed: int) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Rows with a class (n,): view a and view b show that class's prototype, each with its
+    own pixel noise. Returns ({view: (n, 1, 28, 28)}, labels (n,))."""
+    gen = torch.Generator().manual_seed(seed)
+    labels = torch.randint(CLASSES, (n,), generator=gen)
+    images = {
+        view: (proto[labels] + 0.15 * torch.randn(n, 1, 28, 28, generator=gen)).clamp(0, 1)
+        for view, proto in PROTOTYPES.items()
+    }
+    return images, labels
+
+
+def nearest_prototype(images: torch.Tensor, view: str) -> torch.Tensor:
+    """The class whose prototype of `view` is closest to each image: (B, 1, 28, 28) -> (B,)."""
+    return torch.cdist(images.flatten(1), PROTOTYPES[view].flatten(1)).argmin(1)
+
+
+def small_model_with_layer(n: int = 64, sweeps: int = 5) -> tuple[FAVAE, FAVAEData]:
+    images, labels = two_views(n, seed=0)
+    data = FAVAEData({"a": images["a"]}, {"label": fa.Categorical(labels, n_classes=CLASSES)})
+    model = FAVAE(FAVAEConfig(image_views=("a",), **SMALL))
+    model.start_fa(data)
+    model.fa_sweeps(sweeps)
+    return model, data
+
+
+def test_kl_to_the_fa_prior_is_the_gaussian_kl_by_hand():
+    model, data = small_model_with_layer()
+    index = torch.arange(10, 30)
+    terms = model.loss(data.batch(index))
+    layer, q = model.fa, model.fa.q["a"]
+    prior_mean = (layer.q_z.mean @ q.W.mean.T + q.b_mean)[index].float()
+    prior_var = float(1 / q.tau.mean)
+    mean, logvar = model.vaes["a"].encode(data.images["a"][index])
+    var = logvar.exp()
+    # KL(N(m, s^2) || N(mu, v)) = 1/2 [log(v / s^2) + (s^2 + (m - mu)^2) / v - 1] per dimension
+    by_hand = 0.5 * (torch.log(prior_var / var) + (var + (mean - prior_mean) ** 2) / prior_var - 1)
+    torch.testing.assert_close(terms["kl"], by_hand.sum(1).mean())
+    reference = torch.distributions.kl_divergence(
+        torch.distributions.Normal(mean, var.sqrt()),
+        torch.distributions.Normal(prior_mean, prior_var**0.5),
+    )
+    torch.testing.assert_close(terms["kl"], reference.sum(1).mean())
+    assert float(terms["kl"].detach()) > 0
+
+
+def test_frozen_fa_at_zero_gives_the_vanilla_vae_loss():
+    model, data = small_model_with_layer()
+    layer, q = model.fa, model.fa.q["a"]
+    k = layer.k
+    layer.q_z = fa.GaussianRows(torch.zeros_like(layer.q_z.mean), layer.q_z.cov)  # Z = 0
+    q.W = fa.GaussianRows(torch.zeros_like(q.W.mean), q.W.cov)  # W = 0
+    q.b_mean = torch.zeros_like(q.b_mean)  # b = 0
+    q.tau = fa.Gamma(q.tau.shape, q.tau.shape.clone())  # <tau> = shape / rate = 1
+    assert layer.k == k
+    model.refresh_prior()
+    x = data.images["a"][:32]
+    torch.manual_seed(3)
+    favae_terms = model.loss(data.batch(torch.arange(32)))
+    torch.manual_seed(3)  # the same reparameterisation noise
+    vae_terms = model.vaes["a"].loss(x)
+    for name in ("total", "reconstruction", "kl"):
+        torch.testing.assert_close(favae_terms[name], vae_terms[name], rtol=0, atol=0)
+
+
+def test_loss_before_the_first_round_is_the_vanilla_vae_loss():
+    images, _ = two_views(16, seed=0)
+    model = FAVAE(FAVAEConfig(image_views=("a",), **SMALL))
+    torch.manual_seed(1)
+    favae_total = model.loss((torch.arange(16), {"a": images["a"]}))["total"]
+    torch.manual_seed(1)
+    torch.testing.assert_close(favae_total, model.vaes["a"].loss(images["a"])["total"])
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """FA-VAE on two image views of a class and the class as a categorical view."""
+    torch.manual_seed(0)
+    images, labels = two_views(512, seed=0)
+    data = FAVAEData(images, {"label": fa.Categorical(labels, n_classes=CLASSES)})
+    model = FAVAE(FAVAEConfig(image_views=("a", "b"), **SMALL))
+    chance_model = FAVAE(FAVAEConfig(image_views=("a", "b"), **SMALL))  # untrained encoders
+    chance_model.start_fa(FAVAEData(images, {"label": fa.Categorical(labels, n_classes=CLASSES)}))
+    chance_model.fa_sweeps(30)
+    schedule = FAVAESchedule(rounds=8, epochs_per_round=2, warmup_epochs=10, sweeps=5)
+    history = model.fit(data, schedule, TrainConfig(batch_size=64, device="cpu", progress=False))
+    return model, chance_model, history, two_views(256, seed=1)
+
+
+def accuracy(probabilities: torch.Tensor, labels: torch.Tensor) -> float:
+    return float((probabilities.argmax(1) == labels).float().mean())
+
+
+def test_short_run_predicts_labels_from_an_image_view_above_chance(trained):
+    model, chance_model, history, (test_images, test_labels) = trained
+    before = accuracy(chance_model.predict({"a": test_images["a"]}, "label"), test_labels)
+    after = accuracy(model.predict({"a": test_images["a"]}, "label"), test_labels)
+    assert after >= 0.9 > before + 0.3, (before, after)
+    assert history["reconstruction"][-1] < history["reconstruction"][0]
+    assert len(history["total"]) == 10 + 8 * 2  # warm-up, then two epochs per round
+    assert len(history["fa_seconds"]) == 8 + 1  # every round, and the final refit
+
+
+def test_images_from_labels_and_translation_between_views(trained):
+    model, _, _, (test_images, test_labels) = trained
+    from_labels = model.predict({"label": test_labels}, "b")
+    assert from_labels.shape == (256, 1, 28, 28)
+    assert float((nearest_prototype(from_labels, "b") == test_labels).float().mean()) >= 0.9
+    shared = model.shared_factors(["a", "b"])
+    assert shared.any()
+    translated = model.predict({"a": test_images["a"]}, "b", factors=shared)
+    assert float((nearest_prototype(translated, "b") == test_labels).float().mean()) >= 0.9
+    # no factor at all: every row decodes the same image, the decoded bias of view b
+    blank = model.predict({"a": test_images["a"][:5]}, "b", factors=torch.zeros_like(shared))
+    torch.testing.assert_close(blank, blank[:1].expand_as(blank))
+    assert not (model.private_factors("a") & shared).any()
+
+
+def test_checkpoint_carries_the_factor_analysis_layer(trained, tmp_path):
+    model, _, history, (test_images, _) = trained
+    save_model(tmp_path / "favae.pt", model, history, epoch=26)
+    loaded = FAVAE(FAVAEConfig(image_views=("a", "b"), **SMALL))
+    load_checkpoint(tmp_path / "favae.pt", loaded)
+    torch.testing.assert_close(
+        loaded.predict({"a": test_images["a"][:8]}, "label"),
+        model.predict({"a": test_images["a"][:8]}, "label"),
+    )
+
+
+def test_kl_ramp_of_the_schedule():
+    schedule = FAVAESchedule(beta_ramp_epochs=4)
+    assert [schedule.kl_ramp(e) for e in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
+    assert FAVAESchedule().kl_ramp(0) == 1.0
+    with pytest.raises(ValueError, match="rounds"):
+        FAVAESchedule(rounds=0)
+
+
+def test_errors_name_the_fix():
+    images, labels = two_views(8, seed=0)
+    with pytest.raises(ValueError, match="same N rows"):
+        FAVAEData({"a": images["a"]}, {"label": fa.Categorical(labels[:5], n_classes=CLASSES)})
+    with pytest.raises(ValueError, match="fa.Categorical"):
+        FAVAEData({"a": images["a"]}, {"label": labels})
+    model = FAVAE(FAVAEConfig(image_views=("a",), **SMALL))
+    with pytest.raises(RuntimeError, match="call fit"):
+        model.predict({"a": images["a"]}, "label")
+    with pytest.raises(ValueError, match="image_views"):
+        model.start_fa(FAVAEData({"b": images["b"]}))
+    with pytest.raises(ValueError, match="identifiers"):
+        FAVAEConfig(image_views=("left.view",))
