@@ -1,6 +1,9 @@
-"""The reference for benchmarks/infocatvae_speed.py: InfoCatVAE's objective transcribed from the
-paper as it reads, one category at a time in Python. Same networks, parameters and loss as
-``vaebook.models.InfoCatVAE`` (a test-free copy kept here only to be timed against)."""
+"""The reference for benchmarks/infocatvae_speed.py: InfoCatVAE's objective transcribed the way
+the authors' code computes it (github.com/edouardpineau/infoCatVAE, ``infoCatVAE.py`` and
+``utils.py``): separate mean and log-variance layers on the concatenation [h, onehot(c)], called
+once per category in a Python loop inside ``encode``; the KL summed in a loop over categories;
+the generated samples re-encoded with that same ``encode``. Same networks, parameters and loss
+as ``vaebook.models.InfoCatVAE`` (a test-free copy kept here only to be timed against)."""
 
 from __future__ import annotations
 
@@ -13,42 +16,46 @@ from vaebook.probability import bernoulli_log_likelihood, kl_normal, reparameter
 
 
 class LoopInfoCatVAE(nn.Module):
-    """Holds the package model's parameters; computes every per-category quantity in a loop:
-    the head on [h, onehot(c)], the KL to N(mu_c, I), and the information term's samples."""
+    """Holds the package model's parameters; computes every per-category quantity in a loop."""
 
     def __init__(self, config: InfoCatVAEConfig):
         super().__init__()
         self.model = InfoCatVAE(config)
         self.config = config
 
-    def head(self, h: Tensor, category_input: Tensor) -> tuple[Tensor, Tensor]:
-        # one linear layer on the concatenation [h, c], as the paper writes it
-        weight = torch.cat([self.model.shared_head.weight, self.model.category_bias.T], dim=1)
-        out = torch.cat([h, category_input], dim=1) @ weight.T + self.model.shared_head.bias
-        return out.chunk(2, dim=-1)
+    def layer(self, h: Tensor, category_input: Tensor, half: int) -> Tensor:
+        # the authors' fc21 (half 0, mean) or fc22 (half 1, log-variance) on [h, c]
+        d = self.config.latent_dim
+        rows = slice(half * d, (half + 1) * d)
+        m = self.model
+        weight = torch.cat([m.shared_head.weight[rows], m.category_bias.T[rows]], dim=1)
+        return torch.cat([h, category_input], dim=1) @ weight.T + m.shared_head.bias[rows]
+
+    def encode(self, x: Tensor):
+        m, k = self.model, self.config.categories
+        h = m.encoder(x)
+        logits = m.category_head(h)
+        eye = torch.eye(k)
+        all_mean = torch.stack([self.layer(h, eye[c].repeat(len(h), 1), 0) for c in range(k)])
+        all_logvar = torch.stack([self.layer(h, eye[c].repeat(len(h), 1), 1) for c in range(k)])
+        probs = logits.softmax(-1)
+        return self.layer(h, probs, 0), self.layer(h, probs, 1), logits, all_mean, all_logvar
 
     def loss(self, x: Tensor) -> dict[str, Tensor]:
         m, cfg = self.model, self.config
-        h = m.encoder(x)
-        logits = m.category_head(h)
+        mean, logvar, logits, all_mean, all_logvar = self.encode(x)
         probs, log_probs = logits.softmax(-1), logits.log_softmax(-1)
-        mixed_mean, mixed_logvar = self.head(h, probs)
-        z = reparameterize(mixed_mean, mixed_logvar)
-        reconstruction = -bernoulli_log_likelihood(m.decoder(z), x).mean()
+        reconstruction = -bernoulli_log_likelihood(m.decoder(reparameterize(mean, logvar)), x)
         kl = 0.0
         for c in range(cfg.categories):
-            onehot = F.one_hot(torch.full((len(x),), c), cfg.categories).to(x.dtype)
-            mean, logvar = self.head(h, onehot)
-            prior = m.means[c].expand_as(mean)
-            kl = kl + probs[:, c] * kl_normal(mean, logvar, prior, torch.zeros_like(prior))
-        kl = kl.mean()
+            prior = m.means[c].expand_as(all_mean[c])
+            kl = kl + probs[:, c] * kl_normal(
+                all_mean[c], all_logvar[c], prior, torch.zeros_like(prior)
+            )
         neg_entropy = (probs * log_probs).sum(1).mean()
-        info = 0.0
-        for c in range(cfg.categories):
-            z = m.means[c] + torch.randn(cfg.info_samples, cfg.latent_dim)
-            generated = torch.sigmoid(m.decoder(z))
-            target = torch.full((cfg.info_samples,), c)
-            info = info + F.cross_entropy(m.category_head(m.encoder(generated)), target)
-        info = info / cfg.categories
-        total = reconstruction + kl + neg_entropy + cfg.info_weight * info
+        # as the authors' sampling(): info_samples z per category, decoded in one batch
+        categories = torch.arange(cfg.categories).repeat_interleave(cfg.info_samples)
+        z = m.means[categories] + torch.randn(len(categories), cfg.latent_dim)
+        info = F.cross_entropy(self.encode(torch.sigmoid(m.decoder(z)))[2], categories)
+        total = reconstruction.mean() + kl.mean() + neg_entropy + cfg.info_weight * info
         return {"total": total}

@@ -175,10 +175,12 @@ def test_cli_sets_any_config_field(tmp_path):
         [
             "reproduce", "catvae", "--epochs", "1", "--device", "cpu", "--seed", "3",
             "--set", "train_size=500", "--set", "samples_per_category=5", "--set", "hidden=64",
+            "--set", "tag=small", "--set", "save_checkpoint=false",
             "--results-dir", str(folder), "--checkpoint-dir", str(folder), "--no-progress",
         ]
     )  # fmt: skip
-    saved = json.loads((folder / "catvae-mnist.json").read_text())
+    saved = json.loads((folder / "catvae-mnist-small.json").read_text())
+    assert not (folder / "catvae-mnist-small.pt").exists()  # a variant run kept no checkpoint
     assert saved["config"]["seeds"] == [3] and saved["config"]["hidden"] == [64]
     assert saved["config"]["model"] == "catvae"
     assert "--set hidden=64" in saved["command"] and "--set seeds=3" in saved["command"]

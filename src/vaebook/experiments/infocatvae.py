@@ -32,6 +32,8 @@ class InfoCatExperiment:
     delta: int = 2
     mode_scale: float = 2.0  # lambda
     info_weight: float = 100.0  # used by infocatvae only
+    kl_weight: float = 1.0
+    entropy_weight: float = 1.0  # on sum_c q(c|x) log q(c|x); the ELBO's value is 1
     balance_weight: float = 0.0  # ours, not the paper's (0 = the paper's model)
     arch: str = "mlp"
     hidden: tuple[int, ...] = (400,)
@@ -40,8 +42,10 @@ class InfoCatExperiment:
     samples_per_category: int = 100
     train_size: int | None = None
     device: str = "auto"
+    tag: str = ""  # names a variant: results/<model>-<dataset>-<tag>.json
     results_dir: str = "results"
     checkpoint_dir: str = "checkpoints"
+    save_checkpoint: bool = True  # the first seed's model, for the book to load
     progress: bool = True
 
     def __post_init__(self):
@@ -54,7 +58,7 @@ class InfoCatExperiment:
 
     @property
     def name(self) -> str:
-        return f"{self.model}-{self.dataset}"
+        return "-".join(filter(None, (self.model, self.dataset, self.tag)))
 
     def build(self) -> InfoCatVAE:
         common = dict(
@@ -63,6 +67,8 @@ class InfoCatExperiment:
             mode_scale=self.mode_scale,
             arch=self.arch,
             hidden=self.hidden,
+            kl_weight=self.kl_weight,
+            entropy_weight=self.entropy_weight,
             balance_weight=self.balance_weight,  # the Gumbel baseline refuses a non-zero one
         )
         if self.model == "gumbel":
@@ -84,6 +90,23 @@ def conditional_generation_accuracy(
         images = model.sample(category, per_category, generator=generator)
         correct += (classifier(images).argmax(1) == label).sum().item()
     return correct / (per_category * model.config.categories)
+
+
+def measure(
+    model: InfoCatVAE, test: ImageData, classifier, per_category: int = 100, seed: int = 0
+) -> dict:
+    """Test clustering accuracy (Hungarian matching), conditional-generation accuracy, the
+    number of categories in use and the category -> label mapping, for a model on the CPU."""
+    clusters = model.cpu().eval().classify(test.images)
+    accuracy, mapping = clustering_accuracy(clusters, test.labels)
+    return {
+        "clustering_accuracy": accuracy,
+        "conditional_generation_accuracy": conditional_generation_accuracy(
+            model, classifier, mapping, per_category, seed
+        ),
+        "categories_used": int(clusters.unique().numel()),
+        "mapping": mapping,
+    }
 
 
 def run(config: InfoCatExperiment) -> dict:
@@ -112,22 +135,11 @@ def run(config: InfoCatExperiment) -> dict:
         trainer = Trainer(model, ImageData(train.images, train.labels), train_config)
         history = trainer.fit()
         model = model.cpu().eval()
-        clusters = model.classify(test.images)
-        accuracy, mapping = clustering_accuracy(clusters, test.labels)
-        generation = conditional_generation_accuracy(
-            model, classifier, mapping, config.samples_per_category, seed
-        )
+        scores = measure(model, test, classifier, config.samples_per_category, seed)
         per_seed.append(
-            {
-                "seed": seed,
-                "clustering_accuracy": accuracy,
-                "conditional_generation_accuracy": generation,
-                "categories_used": int(clusters.unique().numel()),
-                "mapping": mapping,
-                "final_terms": {k: v[-1] for k, v in history.items()},
-            }
+            {"seed": seed, **scores, "final_terms": {k: v[-1] for k, v in history.items()}}
         )
-        if seed == config.seeds[0]:
+        if config.save_checkpoint and seed == config.seeds[0]:
             save_model(
                 Path(config.checkpoint_dir) / f"{config.name}.pt", model, history, config.epochs
             )
