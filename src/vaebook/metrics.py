@@ -9,6 +9,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
+from vaebook.probability import reparameterize
+
 
 def clustering_accuracy(clusters: Tensor, labels: Tensor) -> tuple[float, dict[int, int]]:
     """Accuracy of the best one-to-one matching of clusters to labels (Hungarian algorithm).
@@ -63,11 +65,16 @@ def latent_probe(
     lr: float = 1e-3,
     batch_size: int = 256,
     seed: int = 0,
+    train_logvar: Tensor | None = None,
+    test_logvar: Tensor | None = None,
 ) -> dict[str, float]:
     """Train a small MLP classifier on latent codes and report train and test accuracy.
 
     train_codes: (N, D), train_labels: (N,) long; the same for test. High test accuracy means
-    the label can be read from the code. Returns {'train_accuracy', 'test_accuracy'}.
+    the label can be read from the code. With train_logvar (N, D) the codes are the means of
+    Gaussians and every epoch trains on a fresh sample (Jha et al.'s protocol for z); with
+    test_logvar the test codes are one sample. Returns {'train_accuracy', 'test_accuracy'}
+    (train accuracy on the last sample when sampling).
     """
     for name, codes, labels in (
         ("train", train_codes, train_labels),
@@ -80,24 +87,38 @@ def latent_probe(
             )
     if train_codes.shape[1] != test_codes.shape[1]:
         raise ValueError("train and test codes must have the same dimension")
+    for name, codes, logvar in (
+        ("train", train_codes, train_logvar),
+        ("test", test_codes, test_logvar),
+    ):
+        if logvar is not None and logvar.shape != codes.shape:
+            raise ValueError(
+                f"{name}_logvar must have the codes' shape {tuple(codes.shape)}, "
+                f"got {tuple(logvar.shape)}"
+            )
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         n_classes = int(max(train_labels.max(), test_labels.max())) + 1
         model = probe_classifier(train_codes.shape[1], n_classes, hidden).to(train_codes.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        codes = train_codes
+        if test_logvar is not None:
+            test_codes = reparameterize(test_codes, test_logvar)
         for _ in range(epochs):
             model.train()
+            if train_logvar is not None:
+                codes = reparameterize(train_codes, train_logvar)
             order = torch.randperm(len(train_codes), generator=generator).to(train_codes.device)
             for i in range(0, len(order), batch_size):
                 index = order[i : i + batch_size]
                 if len(index) < 2:  # BatchNorm needs two examples
                     continue
-                loss = nn.functional.cross_entropy(model(train_codes[index]), train_labels[index])
+                loss = nn.functional.cross_entropy(model(codes[index]), train_labels[index])
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
         return {
-            "train_accuracy": _accuracy(model, train_codes, train_labels, batch_size),
+            "train_accuracy": _accuracy(model, codes, train_labels, batch_size),
             "test_accuracy": _accuracy(model, test_codes, test_labels, batch_size),
         }
