@@ -316,3 +316,20 @@ def test_predict_with_a_subset_of_factors():
     )
     with pytest.raises(ValueError, match=r"\(K,\) = \(5,\) bool mask"):
         model.predict({"x": x[:9]}, "y", factors=torch.ones(3, dtype=torch.bool))
+
+
+def test_predict_from_a_real_and_a_binary_view_together():
+    # the binary input's q(X) is refitted in a loop; the real input, given in full, is not
+    z, _, (x, _) = factor_data(n=600, dims=(20, 5), shared=3, private=(0, 0), noise=0.3)
+    labels = (z @ torch.tensor([1.0, -1.0, 0.5], dtype=torch.float64) > 0).double()
+    train, test = slice(0, 400), slice(400, 600)
+    views = {
+        "x": fa.Real(x[train, :10]),
+        "t": fa.Binary(labels[train]),
+        "y": fa.Real(x[train, 10:]),
+    }
+    model = fa.SSHIBA(views, k=10).fit(n_iter=100)
+    both = model.predict({"x": x[test, :10], "t": labels[test]}, output="y")
+    alone = model.predict({"x": x[test, :10]}, output="y")
+    error_both = ((both - x[test, 10:]) ** 2).mean()
+    assert error_both <= ((alone - x[test, 10:]) ** 2).mean() * 1.01

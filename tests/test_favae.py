@@ -149,6 +149,27 @@ def test_images_from_labels_and_translation_between_views(trained):
     assert not (model.private_factors("a") & shared).any()
 
 
+def test_prior_of_held_out_rows_from_the_other_views(trained):
+    model, _, _, (test_images, test_labels) = trained
+    mean, logvar = model.prior_from({"label": test_labels, "a": test_images["a"]}, "b")
+    assert mean.shape == (256, 4) and mean.dtype == torch.float32 and logvar.dim() == 0
+    latent_a = model.encode("a", test_images["a"])
+    expected = model.fa.predict({"label": test_labels, "a": latent_a}, "b")
+    torch.testing.assert_close(mean, expected.float())
+    torch.testing.assert_close(logvar, -torch.log(model.fa.q["b"].tau.mean).float())
+    with pytest.raises(ValueError, match="both input and output"):
+        model.prior_from({"b": test_images["b"]}, "b")
+
+
+def test_uint8_images_are_batched_and_encoded_as_floats(trained):
+    model, _, _, (test_images, _) = trained
+    pixels = (test_images["a"][:6] * 255).round().to(torch.uint8)
+    data = FAVAEData({"a": pixels})
+    index, batch = data.batch(torch.tensor([4, 1]))
+    torch.testing.assert_close(batch["a"], pixels[[4, 1]].float() / 255)
+    torch.testing.assert_close(model.encode("a", pixels).data, model.encode("a", pixels / 255).data)
+
+
 def test_checkpoint_carries_the_factor_analysis_layer(trained, tmp_path):
     model, _, history, (test_images, _) = trained
     save_model(tmp_path / "favae.pt", model, history, epoch=26)

@@ -751,7 +751,8 @@ class SSHIBA:
         if not all(view.static for view in views.values()):
             for _ in range(self.config.predict_iter):  # q(Z_new) and q(X_new) depend on each other
                 for name, view in views.items():
-                    view.update(self.q[name].mean_of(q_z.mean), self.q[name].tau_mean)
+                    if not view.static:  # data given in full have no q(X) to refit
+                        view.update(self.q[name].mean_of(q_z.mean), self.q[name].tau_mean)
                 q_z = self._posterior_z(views, self.q)
         return q_z
 

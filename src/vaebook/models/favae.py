@@ -28,6 +28,7 @@ from torch import Tensor, nn
 
 from vaebook import fa
 from vaebook.checks import check_images
+from vaebook.data import as_float_images
 from vaebook.models.vae import VAE, VAEConfig
 from vaebook.probability import kl_normal, reparameterize
 from vaebook.train import TrainConfig, Trainer
@@ -114,7 +115,8 @@ class FAVAEData:
     """N rows seen through several views: images per image view, and the other views of the
     factor-analysis layer (labels, features), row n of every view describing the same thing.
 
-    images: view name -> (N, C, H, W) float in [0, 1]. side_views: view name -> a `vaebook.fa`
+    images: view name -> (N, C, H, W) float in [0, 1] or uint8 in 0..255 (a quarter of the
+    memory; batches are float in [0, 1]). side_views: view name -> a `vaebook.fa`
     view of the same N rows, e.g. `fa.Categorical(labels (N,))`, `fa.Multilabel((N, L))`,
     `fa.Real((N, D))`; a view holds its own fit, so give every model its own view objects.
     A batch is (index (B,), {image view: (B, C, H, W)}): the index picks each row's prior.
@@ -128,7 +130,9 @@ class FAVAEData:
             raise ValueError("give at least one image view: images={'name': (N, C, H, W)}")
         rows = {name: len(x) for name, x in self.images.items()}
         for name, x in self.images.items():
-            check_images(x, tuple(x.shape[1:]), name=f"images[{name!r}]")
+            # uint8 pixels are in range by their type: check the shape on one converted image
+            checked = as_float_images(x[:1]) if x.dtype == torch.uint8 else x
+            check_images(checked, tuple(x.shape[1:]), name=f"images[{name!r}]")
         for name, view in self.side_views.items():
             if not isinstance(view, fa.View):
                 raise ValueError(
@@ -157,8 +161,8 @@ class FAVAEData:
     def batch(
         self, index: Tensor, generator: torch.Generator | None = None
     ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Rows `index` (B,): (index, {image view: (B, C, H, W)})."""
-        return index, {name: x[index] for name, x in self.images.items()}
+        """Rows `index` (B,): (index, {image view: (B, C, H, W) float in [0, 1]})."""
+        return index, {name: as_float_images(x[index]) for name, x in self.images.items()}
 
 
 class FAVAE(nn.Module):
@@ -221,16 +225,16 @@ class FAVAE(nn.Module):
 
     @torch.no_grad()
     def encode(self, view: str, images: Tensor, batch_size: int = 500) -> fa.Latent:
-        """The encoder's moments as a latent view: images (N, C, H, W) -> Latent(mean, var),
-        each (N, D)."""
+        """The encoder's moments as a latent view: images (N, C, H, W), float in [0, 1] or
+        uint8 -> Latent(mean, var), each (N, D)."""
         vae = self._vae(view)
-        vae.check_input(images)
         was_training = vae.training
         vae.eval()
-        moments = [
-            vae.encode(images[i : i + batch_size].to(self.device))
-            for i in range(0, len(images), batch_size)
-        ]
+        moments = []
+        for i in range(0, len(images), batch_size):
+            x = as_float_images(images[i : i + batch_size].to(self.device))
+            vae.check_input(x)
+            moments.append(vae.encode(x))
         vae.train(was_training)
         mean = torch.cat([m for m, _ in moments])
         var = torch.cat([logvar for _, logvar in moments]).exp()
@@ -326,6 +330,19 @@ class FAVAE(nn.Module):
         return active & ~self._activity(others).gt(threshold).any(0)
 
     @torch.no_grad()
+    def prior_from(self, inputs: dict[str, Tensor | fa.View], view: str) -> tuple[Tensor, Tensor]:
+        """The prior of image view `view`'s code for new rows observed in the other views
+        `inputs` (as in `predict`): mean (B, D) = the layer's prediction of the latent view,
+        log-variance () = -log <tau>. Held-out KL terms use it."""
+        self._vae(view)
+        if view in inputs:
+            raise ValueError(f"view {view!r} is both input and output; leave it out of inputs")
+        layer = self._layer()
+        mean = layer.predict(self._as_views(inputs), view).to(self.device, torch.float32)
+        logvar = -torch.log(layer.prior_moments(view)[1]).to(self.device, torch.float32)
+        return mean, logvar
+
+    @torch.no_grad()
     def predict(
         self,
         inputs: dict[str, Tensor | fa.View],
@@ -342,11 +359,9 @@ class FAVAE(nn.Module):
         factors: (K,) bool, the factors to use (e.g. `shared_factors`); None: all.
         """
         layer = self._layer()
-        views = {
-            name: self.encode(name, x) if name in self.vaes and isinstance(x, Tensor) else x
-            for name, x in inputs.items()
-        }
-        prediction = layer.predict(views, output, factors=factors).to(self.device, torch.float32)
+        prediction = layer.predict(self._as_views(inputs), output, factors=factors).to(
+            self.device, torch.float32
+        )
         if output in self.vaes:
             return self.vaes[output].decode(prediction)
         return prediction
@@ -370,6 +385,13 @@ class FAVAE(nn.Module):
                 f"{view!r} is not an image view; the image views are {list(self.vaes)}"
             )
         return self.vaes[view]
+
+    def _as_views(self, inputs: dict[str, Tensor | fa.View]) -> dict[str, Tensor | fa.View]:
+        """Images of image views encoded to latent views; everything else as it is."""
+        return {
+            name: self.encode(name, x) if name in self.vaes and isinstance(x, Tensor) else x
+            for name, x in inputs.items()
+        }
 
     def _layer(self) -> fa.SSHIBA:
         if self.fa is None:
