@@ -1,9 +1,14 @@
+import json
+
 import pytest
 import torch
 from conftest import REPO
 
-from vaebook.data import ImageData, PairedData, PairSampler, load_images
+from vaebook.cli import main
+from vaebook.data import ImageData, PairBatch, PairedData, PairSampler, load_images
+from vaebook.experiments.cyclevae import CycleVAEExperiment, probe_latents
 from vaebook.metrics import latent_probe
+from vaebook.models import CycleVAE, CycleVAEConfig, PairAdversarial, PairAdversarialConfig
 from vaebook.nets import (
     NORM_MODES,
     CNNClassifier,
@@ -12,7 +17,7 @@ from vaebook.nets import (
     load_authors_cyclevae,
     set_norm_mode,
 )
-from vaebook.train import load_checkpoint
+from vaebook.train import TrainConfig, Trainer, load_checkpoint
 
 
 def test_pair_sampler_gives_same_label_partners_covering_every_class():
@@ -134,3 +139,125 @@ def test_probe_on_sampled_codes_draws_a_fresh_sample_each_epoch():
     assert sampled["test_accuracy"] < 0.65
     with pytest.raises(ValueError, match="train_logvar must have the codes' shape"):
         latent_probe(means, train_logvar=logvar[:, :1], **args)
+
+
+def bands(n: int, seed: int) -> ImageData:
+    """28x28 images whose class (0..3) is which horizontal band of 7 rows is lit and whose style
+    is where a vertical bar 6 columns wide stands (0..21): both known by construction."""
+    generator = torch.Generator().manual_seed(seed)
+    labels = torch.randint(4, (n,), generator=generator)
+    columns = torch.randint(0, 22, (n,), generator=generator)
+    grid = torch.arange(28)
+    rows = (grid // 7 == labels[:, None]).float()
+    bars = ((grid >= columns[:, None]) & (grid < columns[:, None] + 6)).float()
+    return ImageData(torch.maximum(rows[:, :, None], bars[:, None, :]).unsqueeze(1), labels)
+
+
+def _pair_batch() -> PairBatch:
+    """8 pairs drawn from 64 band images."""
+    return PairedData(bands(64, seed=0)).batch(torch.arange(8), torch.Generator().manual_seed(0))
+
+
+def test_forward_cycle_terms_equal_the_authors_formulas():
+    model = CycleVAE()
+    batch = _pair_batch()
+    torch.manual_seed(3)
+    terms = model.forward_cycle(batch.x, batch.partner)
+    torch.manual_seed(3)
+    mean, logvar, s = model.encoder(torch.cat([batch.x, batch.partner]))
+    z = mean + (0.5 * logvar).exp() * torch.randn_like(mean)
+    (z1, z2), (s1, s2), (mean1, mean2), (logvar1, logvar2) = (
+        t.chunk(2) for t in (z, s, mean, logvar)
+    )
+    # the authors' code: per-pixel mean squared error of each swapped reconstruction, summed;
+    # KL summed over z and the batch, divided by batch * pixels, for each image of the pair
+    mse = ((model.decoder(z1, s2) - batch.x) ** 2).mean()
+    mse = mse + ((model.decoder(z2, s1) - batch.partner) ** 2).mean()
+    kl = sum(
+        -0.5 * (1 + lv - m.pow(2) - lv.exp()).sum() / (8 * 784)
+        for m, lv in ((mean1, logvar1), (mean2, logvar2))
+    )
+    torch.testing.assert_close(terms["reconstruction"], mse)
+    torch.testing.assert_close(terms["kl"], kl)
+    torch.testing.assert_close(terms["total"], 2 * mse + 3 * kl)
+
+
+def test_reverse_cycle_step_updates_the_encoder_only():
+    model = CycleVAE()
+    forward_optimizer, reverse_optimizer = model.configure_optimizers(TrainConfig(lr=1e-3))
+    for group in forward_optimizer.param_groups:
+        group["lr"] = 0.0  # leave only the reverse cycle's update
+    decoder = [p.detach().clone() for p in model.decoder.parameters()]
+    encoder = [p.detach().clone() for p in model.encoder.parameters()]
+    terms = model.training_step(_pair_batch(), [forward_optimizer, reverse_optimizer])
+    assert terms["reverse_cycle"] > 0
+    after = list(model.decoder.parameters())
+    assert all(torch.equal(a, b) for a, b in zip(decoder, after, strict=True))
+    after = list(model.encoder.parameters())
+    assert not all(torch.equal(a, b) for a, b in zip(encoder, after, strict=True))
+    model.zero_grad(set_to_none=True)
+    batch = _pair_batch()
+    model.reverse_cycle(batch.x, batch.unrelated).backward()
+    assert all(p.grad is None for p in model.decoder.parameters())
+
+
+def test_short_training_puts_the_class_in_s_and_not_in_z():
+    train, test = bands(512, seed=0), bands(1000, seed=1)
+    torch.manual_seed(0)
+    model = CycleVAE()
+    config = TrainConfig(epochs=4, batch_size=64, lr=2e-3, device="cpu", progress=False)
+    Trainer(model, PairedData(train), config).fit()
+    probes = probe_latents(model.encoder, train, test, epochs=5, device=torch.device("cpu"))
+    z, s = probes["z_sample"]["test_accuracy"], probes["s"]["test_accuracy"]
+    assert s > 0.9 and z < 0.5 and z < s - 0.4, probes  # chance is 0.25
+
+
+@pytest.mark.parametrize("method", ["mathieu", "szabo"])
+def test_adversarial_baselines_train_all_three_networks(method):
+    model = PairAdversarial(PairAdversarialConfig(method=method))
+    optimizers = model.configure_optimizers(TrainConfig(lr=1e-3))
+    before = {n: p.detach().clone() for n, p in model.named_parameters()}
+    terms = model.training_step(_pair_batch(), optimizers)
+    assert ("kl" in terms) == (method == "mathieu")  # Szabo's z is deterministic
+    assert terms["discriminator"] > 0 and terms["adversarial"] > 0
+    changed = {
+        n.split(".")[0] for n, p in model.named_parameters() if not torch.equal(before[n], p)
+    }
+    assert changed == {"encoder", "decoder", "discriminator"}
+    assert set(model.loss(_pair_batch())) == set(terms)
+
+
+def test_pair_models_refuse_bad_input_and_settings():
+    with pytest.raises(TypeError, match="PairedData"):
+        CycleVAE().loss(torch.rand(4, 1, 28, 28))
+    batch = _pair_batch()
+    with pytest.raises(ValueError, match="shape"):
+        CycleVAE(CycleVAEConfig(image_shape=(3, 64, 64))).loss(batch)
+    with pytest.raises(ValueError, match="method must be one of"):
+        PairAdversarialConfig(method="gan")
+    with pytest.raises(ValueError, match="norm_mode"):
+        CycleVAEConfig(norm_mode="batch")
+
+
+def test_reproduce_writes_three_probes_in_both_norm_modes(tmp_path):
+    main(
+        [
+            "reproduce", "szabo", "--dataset", "mnist", "--dims", "8", "--epochs", "1",
+            "--train-size", "256", "--test-size", "200", "--device", "cpu", "--no-progress",
+            "--set", "probe_epochs=1", "--set", "seeds=0", "--results-dir", str(tmp_path),
+            "--checkpoint-dir", str(tmp_path),
+        ]
+    )  # fmt: skip
+    saved = json.loads((tmp_path / "szabo-mnist-8.json").read_text())
+    assert saved["config"]["dims"] == 8 and saved["config"]["model"] == "szabo"
+    assert "--dims 8" in saved["command"] or "--set dims=8" in saved["command"]
+    for mode in NORM_MODES:
+        assert set(saved["metrics"][mode]) == {"z_sample", "z_mean", "s"}
+        assert 0 <= saved["metrics"][mode]["s"]["test"]["mean"] <= 1
+    assert saved["runs"][0]["epochs"] == 1 and saved["runs"][0]["train_seconds"] > 0
+    model = PairAdversarial(
+        PairAdversarialConfig(method="szabo", unspecified_dim=8, specified_dim=8)
+    )
+    load_checkpoint(tmp_path / "szabo-mnist-8.pt", model)
+    with pytest.raises(ValueError, match="--dims 16"):
+        CycleVAEExperiment(model="authors", dims=64)

@@ -1,6 +1,7 @@
 """``python -m vaebook reproduce EXPERIMENT [--dataset D] [--epochs N] [--device D] [--seed S]
-[--set FIELD=VALUE ...]``: train with the book's settings and write results/<name>.json and
-checkpoints/<name>.pt. ``--set`` changes any field of the experiment's config dataclass."""
+[--dims N] [--set FIELD=VALUE ...]``: train with the book's settings and write
+results/<name>.json and checkpoints/<name>.pt. ``--set`` changes any field of the experiment's
+config dataclass."""
 
 from __future__ import annotations
 
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
     reproduce.add_argument("--epochs", type=int)
     reproduce.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
     reproduce.add_argument("--seed", type=int)
+    reproduce.add_argument("--dims", type=int, help="latent dimensions, e.g. 16 or 64 (cyclevae)")
     reproduce.add_argument("--iwae-k", type=int, dest="iwae_k")
     reproduce.add_argument("--train-size", type=int, dest="train_size")
     reproduce.add_argument("--test-size", type=int, dest="test_size")

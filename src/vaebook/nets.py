@@ -215,7 +215,7 @@ def set_norm_mode(module: nn.Module, mode: str) -> None:
             layer.per_image = mode == "per-image"
 
 
-def _cycle_conv_features(image_shape: Sequence[int]) -> nn.Sequential:
+def cycle_conv_features(image_shape: Sequence[int]) -> nn.Sequential:
     """Convolutions, each with RunningInstanceNorm2d and ReLU, to 64 x 2 x 2 = 256 features.
     28x28x1: three 5x5 stride-2 convolutions (padding 1) 1 -> 16 -> 32 -> 64 (the authors');
     64x64x3: five 4x4 stride-2 convolutions (padding 1) 3 -> 32 -> 64 -> 128 -> 128 -> 64 (ours)."""
@@ -244,7 +244,7 @@ def authors_init(module: nn.Module) -> None:
 class CycleEncoder(nn.Module):
     """x (B, C, H, W) -> the unspecified latent's mean and log-variance (B, unspecified_dim) and
     the specified latent s (B, specified_dim), from 256 convolutional features (see
-    _cycle_conv_features); linear heads, as in Jha et al. 2018."""
+    cycle_conv_features); linear heads, as in Jha et al. 2018."""
 
     def __init__(
         self,
@@ -255,7 +255,7 @@ class CycleEncoder(nn.Module):
     ):
         super().__init__()
         self.image_shape = tuple(image_shape)
-        self.features = _cycle_conv_features(image_shape)
+        self.features = cycle_conv_features(image_shape)
         self.unspecified_mean = nn.Linear(256, unspecified_dim)
         self.unspecified_logvar = nn.Linear(256, unspecified_dim)
         self.specified = nn.Linear(256, specified_dim)

@@ -4,13 +4,17 @@ The CLI (``python -m vaebook reproduce NAME``), the tests (with a quick config) 
 chapters all call the same ``run``. EXPERIMENTS maps a CLI name to (module, fixed settings).
 """
 
-from vaebook.experiments import infocatvae, vae
+from vaebook.experiments import cyclevae, infocatvae, vae
 
 EXPERIMENTS = {
     "vae": (vae, {}),
     "infocatvae": (infocatvae, {"model": "infocatvae"}),
     "catvae": (infocatvae, {"model": "catvae"}),
     "gumbel": (infocatvae, {"model": "gumbel"}),
+    "cyclevae": (cyclevae, {"model": "cyclevae"}),
+    "mathieu": (cyclevae, {"model": "mathieu"}),
+    "szabo": (cyclevae, {"model": "szabo"}),
+    "cyclevae-authors": (cyclevae, {"model": "authors"}),
 }
 
 __all__ = ["EXPERIMENTS"]

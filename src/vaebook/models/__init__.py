@@ -1,5 +1,11 @@
 """The models of the book: one module each, each an nn.Module with loss(batch) -> named terms."""
 
+from vaebook.models.cyclevae import (
+    CycleVAE,
+    CycleVAEConfig,
+    PairAdversarial,
+    PairAdversarialConfig,
+)
 from vaebook.models.favae import FAVAE, FAVAEConfig, FAVAEData, FAVAESchedule
 from vaebook.models.infocatvae import (
     GumbelCatVAE,
@@ -20,4 +26,8 @@ __all__ = [
     "FAVAEConfig",
     "FAVAEData",
     "FAVAESchedule",
+    "CycleVAE",
+    "CycleVAEConfig",
+    "PairAdversarial",
+    "PairAdversarialConfig",
 ]

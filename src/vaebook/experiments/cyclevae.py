@@ -1,0 +1,232 @@
+"""The Cycle-Consistent VAE's disentanglement table (Jha et al. 2018, Table 1) and its two
+baselines (Mathieu et al. 2016, Szabo et al. 2017): train on same-label pairs, then three probes
+(a small classifier reading the label from the sampled z, from the mean of z, and from s), each
+with the encoder's InstanceNorm layers in both eval modes. Low z accuracy with high s accuracy
+means the label went to s and stayed out of z.
+
+``python -m vaebook reproduce cyclevae|mathieu|szabo --dataset mnist|fashion-mnist|sprites
+--dims 16``; ``reproduce cyclevae-authors`` applies the probes to the authors' released MNIST
+16/16 checkpoint instead of training.
+
+Sprites: the label is the character; the encoder trains on the first 1,000 characters, and the
+probes train on the even frames of the 296 held-out characters and are tested on their odd frames
+(a probe cannot name characters it never saw, and the encoder never saw these).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from vaebook.data import ImageData, PairedData, load_images, load_sprites
+from vaebook.experiments.common import environment, save_model, write_results
+from vaebook.metrics import latent_probe
+from vaebook.models import CycleVAE, CycleVAEConfig, PairAdversarial, PairAdversarialConfig
+from vaebook.nets import NORM_MODES, CycleEncoder, load_authors_cyclevae, set_norm_mode
+from vaebook.train import TrainConfig, Trainer, pick_device, seed_everything
+
+MODELS = ("cyclevae", "mathieu", "szabo", "authors")
+DATASETS = ("mnist", "fashion-mnist", "sprites")
+AUTHORS_CHECKPOINT = Path(__file__).resolve().parents[3].parent / "shared" / "checkpoints"
+
+
+@dataclass
+class CycleVAEExperiment:
+    model: str = "cyclevae"  # cyclevae, mathieu, szabo, or authors (their released weights)
+    dataset: str = "mnist"  # mnist, fashion-mnist or sprites
+    dims: int = 16  # both the unspecified (z) and the specified (s) dimension
+    epochs: int = 100
+    seeds: tuple[int, ...] = (0, 1)
+    batch_size: int = 64
+    lr: float = 1e-4
+    lr_milestones: tuple[int, ...] = (80,)  # the learning rate is divided by 10 after these
+    reconstruction_weight: float | None = None  # None: the authors' 2, or 3 for 64 dimensions
+    kl_weight: float = 3.0
+    reverse_cycle_weight: float = 10.0  # cyclevae only
+    adversarial_weight: float = 0.01  # mathieu and szabo only
+    probe_epochs: int = 30
+    norm_modes: tuple[str, ...] = NORM_MODES  # eval modes the probes are run in
+    train_size: int | None = None  # a random subset, for quick runs
+    test_size: int | None = None
+    authors_checkpoint: str = str(AUTHORS_CHECKPOINT / "cyclevae-authors-mnist-16-16")
+    device: str = "auto"
+    results_dir: str = "results"
+    checkpoint_dir: str = "checkpoints"
+    progress: bool = True
+
+    def __post_init__(self):
+        self.seeds = tuple(self.seeds)
+        self.lr_milestones = tuple(self.lr_milestones)
+        self.norm_modes = tuple(self.norm_modes)
+        if self.model not in MODELS:
+            raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        if not self.seeds:
+            raise ValueError("seeds must name at least one seed, e.g. seeds=(0, 1)")
+        if not self.norm_modes or set(self.norm_modes) - set(NORM_MODES):
+            raise ValueError(f"norm_modes must be a non-empty subset of {NORM_MODES}")
+        if self.model == "authors" and (self.dataset, self.dims) != ("mnist", 16):
+            raise ValueError("the authors' released checkpoint is MNIST 16/16: use --dims 16")
+
+    @property
+    def name(self) -> str:
+        model = "cyclevae-authors" if self.model == "authors" else self.model
+        return f"{model}-{self.dataset}-{self.dims}"
+
+    def build(self, image_shape: tuple[int, int, int]) -> CycleVAE | PairAdversarial:
+        weight = self.reconstruction_weight or (3.0 if self.dims == 64 else 2.0)
+        common = dict(
+            image_shape=image_shape,
+            unspecified_dim=self.dims,
+            specified_dim=self.dims,
+            reconstruction_weight=weight,
+            kl_weight=self.kl_weight,
+        )
+        if self.model == "cyclevae":
+            return CycleVAE(
+                CycleVAEConfig(reverse_cycle_weight=self.reverse_cycle_weight, **common)
+            )
+        return PairAdversarial(
+            PairAdversarialConfig(
+                method=self.model, adversarial_weight=self.adversarial_weight, **common
+            )
+        )
+
+
+def load_probe_data(config: CycleVAEExperiment) -> tuple[ImageData, ImageData, ImageData]:
+    """(training data for the model, probe-train data, probe-test data), on the CPU."""
+    generator = torch.Generator().manual_seed(0)
+    if config.dataset == "sprites":
+        train, held_out = load_sprites("train"), load_sprites("test")
+        probe_train = held_out.select(held_out.frame % 2 == 0)
+        probe_test = held_out.select(held_out.frame % 2 == 1)
+    else:
+        train, probe_test = (
+            load_images(config.dataset, "train"),
+            load_images(config.dataset, "test"),
+        )
+    if config.train_size:
+        train = train.subset(config.train_size, generator)
+    if config.dataset != "sprites":
+        probe_train = train
+    if config.test_size:
+        probe_test = probe_test.subset(config.test_size, generator)
+    return train, probe_train, probe_test
+
+
+@torch.no_grad()
+def encode_all(
+    encoder: CycleEncoder, data: ImageData, device: torch.device, batch_size: int = 1000
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """mean, logvar (N, z_dim) and s (N, s_dim) of every image of ``data``, on ``device``."""
+    encoder.eval()
+    parts = []
+    for start in range(0, len(data), batch_size):
+        index = torch.arange(start, min(start + batch_size, len(data)))
+        x, _ = data.batch(index)
+        parts.append(encoder(x.to(device)))
+    return tuple(torch.cat(codes) for codes in zip(*parts, strict=True))
+
+
+def probe_latents(
+    encoder: CycleEncoder,
+    probe_train: ImageData,
+    probe_test: ImageData,
+    epochs: int,
+    device: torch.device,
+    seed: int = 0,
+) -> dict[str, dict[str, float]]:
+    """Train and test accuracy of the probe on the sampled z (a fresh sample each epoch), the
+    mean of z, and s, with the encoder as it is (eval mode, its current norm mode)."""
+    # labels as 0..K-1 (Sprites ids are 1000..1295)
+    classes, labels = torch.cat([probe_train.labels, probe_test.labels]).unique(return_inverse=True)
+    train_labels, test_labels = labels.to(device).split([len(probe_train), len(probe_test)])
+    mean, logvar, s = encode_all(encoder, probe_train, device)
+    test_mean, test_logvar, test_s = encode_all(encoder, probe_test, device)
+    common = dict(train_labels=train_labels, test_labels=test_labels, epochs=epochs, seed=seed)
+    return {
+        "z_sample": latent_probe(
+            mean, test_codes=test_mean, train_logvar=logvar, test_logvar=test_logvar, **common
+        ),
+        "z_mean": latent_probe(mean, test_codes=test_mean, **common),
+        "s": latent_probe(s, test_codes=test_s, **common),
+    }
+
+
+def _summary(values: list[float]) -> dict:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": spread, "per_seed": values}
+
+
+def run(config: CycleVAEExperiment) -> dict:
+    """Train config.model once per seed (none for 'authors') and probe its encoder; write
+    results/<name>.json and the first seed's checkpoints/<name>.pt."""
+    train, probe_train, probe_test = load_probe_data(config)
+    device = pick_device(config.device)
+    runs = []
+    start = time.perf_counter()
+    for seed in config.seeds:
+        seed_everything(seed)
+        run_start = time.perf_counter()
+        if config.model == "authors":
+            encoder, _ = load_authors_cyclevae(config.authors_checkpoint)
+            encoder, history, epochs = encoder.to(device), {}, 0
+        else:
+            model = config.build(train.image_shape)
+            train_config = TrainConfig(
+                epochs=config.epochs,
+                batch_size=config.batch_size,
+                lr=config.lr,
+                lr_milestones=config.lr_milestones,
+                seed=seed,
+                device=config.device,
+                progress=config.progress,
+            )
+            trainer = Trainer(model, PairedData(train), train_config)
+            history = trainer.fit()
+            encoder, epochs = model.encoder, trainer.epoch
+            if seed == config.seeds[0]:
+                path = Path(config.checkpoint_dir) / f"{config.name}.pt"
+                save_model(path, model, history, epochs)
+        train_seconds = time.perf_counter() - run_start
+        probes = {}
+        for mode in config.norm_modes:
+            set_norm_mode(encoder, mode)
+            probes[mode] = probe_latents(
+                encoder, probe_train, probe_test, config.probe_epochs, device, seed
+            )
+        runs.append(
+            {
+                "seed": seed,
+                "epochs": epochs,
+                "train_seconds": train_seconds,
+                "probe_seconds": time.perf_counter() - run_start - train_seconds,
+                "probes": probes,
+                "final_terms": {k: v[-1] for k, v in history.items()},
+            }
+        )
+    metrics = {
+        mode: {
+            probe: {
+                split: _summary([r["probes"][mode][probe][f"{split}_accuracy"] for r in runs])
+                for split in ("train", "test")
+            }
+            for probe in ("z_sample", "z_mean", "s")
+        }
+        for mode in config.norm_modes
+    }
+    extra = {
+        "seconds": time.perf_counter() - start,
+        "probe_data": {"train": len(probe_train), "test": len(probe_test)},
+        "runs": runs,
+        **environment(device),
+    }
+    experiment = "cyclevae-authors" if config.model == "authors" else config.model
+    return write_results(
+        Path(config.results_dir) / f"{config.name}.json", experiment, config, metrics, extra
+    )

@@ -1,0 +1,294 @@
+"""The Cycle-Consistent VAE (Jha et al. 2018, arXiv 1804.10469) and the two baselines of its
+Table 1, Mathieu et al. 2016 and Szabo et al. 2017, on the same networks (``vaebook.nets``).
+
+Every model encodes an image into an unspecified latent z (style; a Gaussian q(z|x) with mean
+and log-variance) and a specified latent s (the factor a pair shares, e.g. the class), and
+decodes (z, s). Weak supervision is by pairs (x, x') that share the specified factor
+(``vaebook.data.PairedData``): reconstructing x from its own z and its partner's s forces s to
+hold what the pair shares. The models differ in how they keep that information out of z:
+
+- Cycle-Consistent VAE: the forward cycle is a VAE on z with the swapped s,
+  ``reconstruction_weight * (mse(x) + mse(x')) + kl_weight * KL(q(z|x) || N(0, I))``;
+  the reverse cycle decodes one z ~ N(0, I) with the s of two unrelated images and pulls the
+  means of z re-encoded from the two results together (L1). It updates the encoder only.
+- Mathieu et al. 2016: the forward cycle's VAE, plus a discriminator on image pairs: a real
+  pair shares the specified factor, a fake pair is (x, decode(z of an unrelated image, s of x));
+  the encoder and decoder learn to fool it.
+- Szabo et al. 2017: the same, with a deterministic autoencoder (z = the mean, no KL).
+
+Losses follow the authors' code: squared error per pixel averaged over the batch and the pixels,
+summed over the pair's two images; KL summed over z and the pair, divided by batch * pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from vaebook.checks import check_images
+from vaebook.data import PairBatch
+from vaebook.nets import NORM_MODES, CycleDecoder, CycleEncoder, cycle_conv_features
+from vaebook.probability import kl_to_standard_normal, reparameterize
+
+if TYPE_CHECKING:
+    from vaebook.train import TrainConfig
+
+ADVERSARIAL_METHODS = ("mathieu", "szabo")
+
+
+@dataclass
+class PairModelConfig:
+    image_shape: tuple[int, int, int] = (1, 28, 28)
+    unspecified_dim: int = 16  # z: what a pair does not share (style, pose)
+    specified_dim: int = 16  # s: what a pair shares (class, identity)
+    reconstruction_weight: float = 2.0
+    kl_weight: float = 3.0
+    norm_mode: str = "per-image"  # what the InstanceNorm layers do in eval mode (see nets)
+
+    def __post_init__(self):
+        self.image_shape = tuple(self.image_shape)
+        if self.unspecified_dim < 1 or self.specified_dim < 1:
+            raise ValueError(
+                f"need unspecified_dim >= 1 and specified_dim >= 1, got "
+                f"{self.unspecified_dim}, {self.specified_dim}"
+            )
+        if self.norm_mode not in NORM_MODES:
+            raise ValueError(f"norm_mode must be one of {NORM_MODES}, got {self.norm_mode!r}")
+
+
+@dataclass
+class CycleVAEConfig(PairModelConfig):
+    reverse_cycle_weight: float = 10.0
+
+
+@dataclass
+class PairAdversarialConfig(PairModelConfig):
+    method: str = "mathieu"  # 'mathieu' (VAE on z) or 'szabo' (deterministic z, no KL)
+    adversarial_weight: float = 0.01  # ours: the papers' weights are for other losses and nets
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.method not in ADVERSARIAL_METHODS:
+            raise ValueError(f"method must be one of {ADVERSARIAL_METHODS}, got {self.method!r}")
+
+
+def _pair_batch(batch: PairBatch) -> PairBatch:
+    if not isinstance(batch, PairBatch):
+        raise TypeError(
+            f"pair models train on PairBatch batches, got {type(batch).__name__}; "
+            "wrap the labelled data: PairedData(ImageData(images, labels))"
+        )
+    return batch
+
+
+class PairModel(nn.Module):
+    """What the three models share: the networks and the forward cycle (swapped reconstruction)."""
+
+    variational = True  # z sampled from q(z|x) with a KL term; False: z is the mean
+
+    def __init__(self, config: PairModelConfig):
+        super().__init__()
+        self.config = config
+        dims = (config.image_shape, config.unspecified_dim, config.specified_dim, config.norm_mode)
+        self.encoder = CycleEncoder(*dims)
+        self.decoder = CycleDecoder(*dims)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x: (B, C, H, W) in [0, 1] -> mean, logvar of q(z|x) (B, unspecified_dim), s (B,
+        specified_dim)."""
+        check_images(x, self.config.image_shape)
+        return self.encoder(x)
+
+    def decode(self, z: Tensor, s: Tensor) -> Tensor:
+        """z (B, unspecified_dim), s (B, specified_dim) -> images (B, C, H, W) in [0, 1]."""
+        return self.decoder(z, s)
+
+    def forward_cycle(self, x: Tensor, partner: Tensor) -> dict[str, Tensor]:
+        """Reconstruct each image of the pairs from its own z and its partner's s.
+
+        x, partner: (B, C, H, W) sharing the specified factor. Returns total, reconstruction,
+        kl (0 when not variational), and the codes of both (2B, .) for the callers' use."""
+        both = torch.cat([x, partner])
+        mean, logvar, s = self.encoder(both)
+        z = reparameterize(mean, logvar) if self.variational else mean
+        swapped = s.roll(len(x), dims=0)  # x gets the partner's s and the partner x's
+        # the mean over both images' pixels is half the authors' sum over the pair
+        reconstruction = 2 * F.mse_loss(self.decoder(z, swapped), both)
+        cfg = self.config
+        terms = {"reconstruction": reconstruction}
+        total = cfg.reconstruction_weight * reconstruction
+        if self.variational:
+            pixels = x[0].numel()
+            terms["kl"] = kl_to_standard_normal(mean, logvar).sum() / (len(x) * pixels)
+            total = total + cfg.kl_weight * terms["kl"]
+        return {"total": total, **terms, "z": z, "s": s}
+
+    @torch.no_grad()
+    def swap(self, style: Tensor, content: Tensor) -> Tensor:
+        """The swap grid: row i takes the z (mean) of style[i], column j the s of content[j].
+
+        style: (R, C, H, W), content: (K, C, H, W) -> (R, K, C, H, W) in [0, 1]."""
+        z, _, _ = self.encode(style)
+        _, _, s = self.encode(content)
+        rows, columns = len(z), len(s)
+        grid = self.decoder(z.repeat_interleave(columns, 0), s.repeat(rows, 1))
+        return grid.view(rows, columns, *grid.shape[1:])
+
+
+class CycleVAE(PairModel):
+    """The Cycle-Consistent VAE: forward cycle on same-label pairs, reverse cycle on unrelated
+    pairs with its own optimiser over the encoder only (the authors' two Adam optimisers)."""
+
+    def __init__(self, config: CycleVAEConfig | None = None):
+        super().__init__(config or CycleVAEConfig())
+
+    def reverse_cycle(self, x: Tensor, unrelated: Tensor) -> Tensor:
+        """Decode one z ~ N(0, I) with the s of x and of unrelated (both (B, C, H, W)), re-encode
+        both and return the mean absolute difference of the two z means (a scalar).
+
+        s and the decoded images carry no gradient (the authors detach s, and the decoder is not
+        updated here), so only the re-encoding is back-propagated."""
+        with torch.no_grad():
+            s = self.encoder(torch.cat([x, unrelated]))[2]
+            z = torch.randn(len(x), self.config.unspecified_dim, device=x.device).repeat(2, 1)
+            generated = self.decoder(z, s)
+        first, second = self.encoder(generated)[0].chunk(2)
+        return F.l1_loss(first, second)
+
+    def loss(self, batch: PairBatch) -> dict[str, Tensor]:
+        """Both cycles' terms on a PairBatch; total = forward total + reverse_cycle_weight *
+        reverse_cycle, what the two optimisers minimise between them."""
+        batch = _pair_batch(batch)
+        check_images(batch.x, self.config.image_shape)
+        forward = self.forward_cycle(batch.x, batch.partner)
+        reverse = self.reverse_cycle(batch.x, batch.unrelated)
+        total = forward["total"] + self.config.reverse_cycle_weight * reverse
+        return {
+            "total": total,
+            "reconstruction": forward["reconstruction"],
+            "kl": forward["kl"],
+            "reverse_cycle": reverse,
+        }
+
+    def configure_optimizers(self, config: TrainConfig) -> list[torch.optim.Optimizer]:
+        """Adam on encoder and decoder for the forward cycle, Adam on the encoder alone for the
+        reverse cycle, both with the TrainConfig's learning rate and betas."""
+        return [
+            torch.optim.Adam(self.parameters(), lr=config.lr, betas=config.betas),
+            torch.optim.Adam(self.encoder.parameters(), lr=config.lr, betas=config.betas),
+        ]
+
+    def training_step(
+        self, batch: PairBatch, optimizers: list[torch.optim.Optimizer]
+    ) -> dict[str, Tensor]:
+        """One forward-cycle update, then one reverse-cycle update of the encoder."""
+        batch = _pair_batch(batch)
+        forward_optimizer, reverse_optimizer = optimizers
+        forward = self.forward_cycle(batch.x, batch.partner)
+        forward_optimizer.zero_grad(set_to_none=True)
+        forward["total"].backward()
+        forward_optimizer.step()
+        reverse = self.reverse_cycle(batch.x, batch.unrelated)
+        reverse_optimizer.zero_grad(set_to_none=True)
+        (self.config.reverse_cycle_weight * reverse).backward()
+        reverse_optimizer.step()
+        total = forward["total"] + self.config.reverse_cycle_weight * reverse
+        return {
+            "total": total.detach(),
+            "reconstruction": forward["reconstruction"].detach(),
+            "kl": forward["kl"].detach(),
+            "reverse_cycle": reverse.detach(),
+        }
+
+
+class PairDiscriminator(nn.Module):
+    """Does a pair of images share the specified factor? Each image goes through the same
+    convolutional features as the encoder (256 each); the two feature vectors, concatenated,
+    go through Linear 512 -> 256, LeakyReLU 0.2, Linear 256 -> 1.
+
+    a, b: (B, C, H, W) -> logits (B,), high for a pair that shares it."""
+
+    def __init__(self, image_shape: tuple[int, int, int] = (1, 28, 28)):
+        super().__init__()
+        self.features = cycle_conv_features(image_shape)
+        self.head = nn.Sequential(nn.Linear(512, 256), nn.LeakyReLU(0.2), nn.Linear(256, 1))
+
+    def forward(self, a: Tensor, b: Tensor) -> Tensor:
+        first, second = self.features(torch.cat([a, b])).chunk(2)
+        return self.head(torch.cat([first, second], dim=1)).squeeze(1)
+
+
+class PairAdversarial(PairModel):
+    """Mathieu et al. 2016 (``method='mathieu'``: VAE on z) or Szabo et al. 2017
+    (``method='szabo'``: deterministic autoencoder): the forward cycle plus a pair
+    discriminator. Real pairs: (x, partner); fake pairs: (x, decode(z of unrelated, s of x))."""
+
+    def __init__(self, config: PairAdversarialConfig | None = None):
+        config = config or PairAdversarialConfig()
+        super().__init__(config)
+        self.variational = config.method == "mathieu"
+        self.discriminator = PairDiscriminator(config.image_shape)
+
+    def _generate(self, batch: PairBatch) -> tuple[dict[str, Tensor], Tensor]:
+        """The forward cycle's terms and the fake images decode(z of unrelated, s of x)."""
+        forward = self.forward_cycle(batch.x, batch.partner)
+        mean, logvar, _ = self.encoder(batch.unrelated)
+        z = reparameterize(mean, logvar) if self.variational else mean
+        return forward, self.decoder(z, forward["s"][: len(batch.x)])
+
+    def _discriminator_loss(self, batch: PairBatch, fake: Tensor) -> Tensor:
+        real_logits = self.discriminator(batch.x, batch.partner)
+        fake_logits = self.discriminator(batch.x, fake)
+        return F.binary_cross_entropy_with_logits(
+            real_logits, torch.ones_like(real_logits)
+        ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
+
+    def _generator_terms(self, batch: PairBatch, forward: dict, fake: Tensor) -> dict:
+        logits = self.discriminator(batch.x, fake)
+        adversarial = F.binary_cross_entropy_with_logits(logits, torch.ones_like(logits))
+        total = forward["total"] + self.config.adversarial_weight * adversarial
+        terms = {"total": total, "reconstruction": forward["reconstruction"]}
+        if self.variational:
+            terms["kl"] = forward["kl"]
+        return {**terms, "adversarial": adversarial}
+
+    def loss(self, batch: PairBatch) -> dict[str, Tensor]:
+        """The generator's terms (total, reconstruction, kl for Mathieu, adversarial) and the
+        discriminator's loss, on a PairBatch."""
+        batch = _pair_batch(batch)
+        check_images(batch.x, self.config.image_shape)
+        forward, fake = self._generate(batch)
+        terms = self._generator_terms(batch, forward, fake)
+        return {**terms, "discriminator": self._discriminator_loss(batch, fake)}
+
+    def configure_optimizers(self, config: TrainConfig) -> list[torch.optim.Optimizer]:
+        """Adam on encoder and decoder, Adam on the discriminator."""
+        autoencoder = [*self.encoder.parameters(), *self.decoder.parameters()]
+        return [
+            torch.optim.Adam(autoencoder, lr=config.lr, betas=config.betas),
+            torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=config.betas),
+        ]
+
+    def training_step(
+        self, batch: PairBatch, optimizers: list[torch.optim.Optimizer]
+    ) -> dict[str, Tensor]:
+        """One discriminator update on the current fakes, then one encoder-decoder update."""
+        batch = _pair_batch(batch)
+        autoencoder_optimizer, discriminator_optimizer = optimizers
+        forward, fake = self._generate(batch)
+        discriminator = self._discriminator_loss(batch, fake.detach())
+        discriminator_optimizer.zero_grad(set_to_none=True)
+        discriminator.backward()
+        discriminator_optimizer.step()
+        terms = self._generator_terms(batch, forward, fake)
+        autoencoder_optimizer.zero_grad(set_to_none=True)
+        terms["total"].backward()
+        autoencoder_optimizer.step()
+        return {
+            **{k: v.detach() for k, v in terms.items()},
+            "discriminator": discriminator.detach(),
+        }
