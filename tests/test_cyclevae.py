@@ -254,6 +254,8 @@ def test_reproduce_writes_three_probes_in_both_norm_modes(tmp_path):
     for mode in NORM_MODES:
         assert set(saved["metrics"][mode]) == {"z_sample", "z_mean", "s"}
         assert 0 <= saved["metrics"][mode]["s"]["test"]["mean"] <= 1
+        # Szabo's z is deterministic: its sampled z is its mean
+        assert saved["metrics"][mode]["z_sample"] == saved["metrics"][mode]["z_mean"]
     assert saved["runs"][0]["epochs"] == 1 and saved["runs"][0]["train_seconds"] > 0
     model = PairAdversarial(
         PairAdversarialConfig(method="szabo", unspecified_dim=8, specified_dim=8)

@@ -140,20 +140,26 @@ def probe_latents(
     epochs: int,
     device: torch.device,
     seed: int = 0,
+    variational: bool = True,
 ) -> dict[str, dict[str, float]]:
     """Train and test accuracy of the probe on the sampled z (a fresh sample each epoch), the
-    mean of z, and s, with the encoder as it is (eval mode, its current norm mode)."""
+    mean of z, and s, with the encoder as it is (eval mode, its current norm mode). For a
+    deterministic z (variational=False: Szabo et al.) the sampled z is the mean."""
     # labels as 0..K-1 (Sprites ids are 1000..1295)
     classes, labels = torch.cat([probe_train.labels, probe_test.labels]).unique(return_inverse=True)
     train_labels, test_labels = labels.to(device).split([len(probe_train), len(probe_test)])
     mean, logvar, s = encode_all(encoder, probe_train, device)
     test_mean, test_logvar, test_s = encode_all(encoder, probe_test, device)
     common = dict(train_labels=train_labels, test_labels=test_labels, epochs=epochs, seed=seed)
-    return {
-        "z_sample": latent_probe(
+    z_mean = latent_probe(mean, test_codes=test_mean, **common)
+    z_sample = z_mean
+    if variational:
+        z_sample = latent_probe(
             mean, test_codes=test_mean, train_logvar=logvar, test_logvar=test_logvar, **common
-        ),
-        "z_mean": latent_probe(mean, test_codes=test_mean, **common),
+        )
+    return {
+        "z_sample": z_sample,
+        "z_mean": z_mean,
         "s": latent_probe(s, test_codes=test_s, **common),
     }
 
@@ -175,7 +181,7 @@ def run(config: CycleVAEExperiment) -> dict:
         run_start = time.perf_counter()
         if config.model == "authors":
             encoder, _ = load_authors_cyclevae(config.authors_checkpoint)
-            encoder, history, epochs = encoder.to(device), {}, 0
+            encoder, history, epochs, variational = encoder.to(device), {}, 0, True
         else:
             model = config.build(train.image_shape)
             train_config = TrainConfig(
@@ -189,7 +195,7 @@ def run(config: CycleVAEExperiment) -> dict:
             )
             trainer = Trainer(model, PairedData(train), train_config)
             history = trainer.fit()
-            encoder, epochs = model.encoder, trainer.epoch
+            encoder, epochs, variational = model.encoder, trainer.epoch, model.variational
             if seed == config.seeds[0]:
                 path = Path(config.checkpoint_dir) / f"{config.name}.pt"
                 save_model(path, model, history, epochs)
@@ -198,7 +204,7 @@ def run(config: CycleVAEExperiment) -> dict:
         for mode in config.norm_modes:
             set_norm_mode(encoder, mode)
             probes[mode] = probe_latents(
-                encoder, probe_train, probe_test, config.probe_epochs, device, seed
+                encoder, probe_train, probe_test, config.probe_epochs, device, seed, variational
             )
         runs.append(
             {
