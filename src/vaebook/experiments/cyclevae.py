@@ -15,6 +15,7 @@ probes train on the even frames of the 296 held-out characters and are tested on
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from dataclasses import dataclass
@@ -50,7 +51,7 @@ class CycleVAEExperiment:
     adversarial_weight: float = 0.01  # mathieu and szabo only
     probe_epochs: int = 30
     norm_modes: tuple[str, ...] = NORM_MODES  # eval modes the probes are run in
-    train_size: int | None = None  # a random subset, for quick runs
+    train_size: int | None = None  # a random subset (Sprites: whole characters), for quick runs
     test_size: int | None = None
     authors_checkpoint: str = str(AUTHORS_CHECKPOINT / "cyclevae-authors-mnist-16-16")
     device: str = "auto"
@@ -110,7 +111,11 @@ def load_probe_data(config: CycleVAEExperiment) -> tuple[ImageData, ImageData, I
             load_images(config.dataset, "train"),
             load_images(config.dataset, "test"),
         )
-    if config.train_size:
+    if config.train_size and config.dataset == "sprites":
+        # whole characters (the first ones), so that every identity keeps its pairs
+        per_character = len(train) // len(train.character.unique())
+        train = train.select(train.character < math.ceil(config.train_size / per_character))
+    elif config.train_size:
         train = train.subset(config.train_size, generator)
     if config.dataset != "sprites":
         probe_train = train
