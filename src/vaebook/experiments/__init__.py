@@ -4,7 +4,7 @@ The CLI (``python -m vaebook reproduce NAME``), the tests (with a quick config) 
 chapters all call the same ``run``. EXPERIMENTS maps a CLI name to (module, fixed settings).
 """
 
-from vaebook.experiments import cyclevae, infocatvae, vae
+from vaebook.experiments import cyclevae, favae, infocatvae, vae
 
 EXPERIMENTS = {
     "vae": (vae, {}),
@@ -15,6 +15,10 @@ EXPERIMENTS = {
     "mathieu": (cyclevae, {"model": "mathieu"}),
     "szabo": (cyclevae, {"model": "szabo"}),
     "cyclevae-authors": (cyclevae, {"model": "authors"}),
+    "favae-condition": (favae, {"experiment": "condition"}),
+    "favae-private-shared": (favae, {"experiment": "private-shared"}),
+    "favae-domain": (favae, {"experiment": "domain"}),
+    "favae-transfer": (favae, {"experiment": "transfer"}),
 }
 
 __all__ = ["EXPERIMENTS"]

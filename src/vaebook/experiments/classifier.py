@@ -3,14 +3,18 @@ it reads generated images (conditional-generation accuracy, FA-VAE's attribute c
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from torch import Tensor, nn
 
-from vaebook.data import load_images
+from vaebook.data import SpritesData, as_float_images, load_images
 from vaebook.experiments.common import save_model
 from vaebook.nets import CNNClassifier
-from vaebook.train import TrainConfig, Trainer, load_checkpoint, seed_everything
+from vaebook.train import TrainConfig, Trainer, load_checkpoint, pick_device, seed_everything
+
+SPRITES_VALUES = 6  # every Sprites attribute takes one of 6 values
 
 
 @torch.no_grad()
@@ -48,3 +52,63 @@ def trained_classifier(
         save_model(path, model.cpu(), history, epochs)
     model = model.cpu().eval()
     return model, accuracy(model, test.images, test.labels)
+
+
+@dataclass
+class AttributeBatches(SpritesData):
+    """Sprites whose batches are (images (B, 3, 64, 64) in [0, 1], attributes (B, 4))."""
+
+    def batch(self, index: Tensor, generator: torch.Generator | None = None):
+        return as_float_images(self.images[index]), self.attributes[index]
+
+
+class AttributeReader(nn.Module):
+    """An independent classifier of the four Sprites attributes, trained on real images:
+    x (B, 3, 64, 64) in [0, 1] -> logits (B, 4, 6)."""
+
+    def __init__(self, attributes: int = 4):
+        super().__init__()
+        self.attributes = attributes
+        self.net = CNNClassifier((3, 64, 64), attributes * SPRITES_VALUES)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).view(len(x), self.attributes, SPRITES_VALUES)
+
+    def loss(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
+        """Summed cross-entropy of the attributes; batch = (x, attributes (B, 4))."""
+        x, attributes = batch
+        logits = self(x)
+        total = nn.functional.cross_entropy(logits.transpose(1, 2), attributes) * self.attributes
+        accuracy = (logits.argmax(-1) == attributes).float().mean().detach()
+        return {"total": total, "accuracy": accuracy}
+
+    @torch.no_grad()
+    def read(self, images: Tensor, batch_size: int = 500) -> Tensor:
+        """The attributes it reads: images (N, 3, 64, 64), float or uint8 -> (N, 4) long."""
+        self.eval()
+        device = next(self.parameters()).device
+        return torch.cat(
+            [
+                self(as_float_images(images[i : i + batch_size].to(device))).argmax(-1).cpu()
+                for i in range(0, len(images), batch_size)
+            ]
+        )
+
+
+def trained_attribute_reader(
+    train: SpritesData, test: SpritesData, path: str | Path, config: TrainConfig
+) -> tuple[AttributeReader, dict[str, float]]:
+    """The attribute reader cached at `path` (trained on `train` with `config` on first use),
+    on the training device in eval mode, and its test accuracy per attribute."""
+    path = Path(path)
+    reader = AttributeReader()
+    if path.exists():
+        load_checkpoint(path, reader)
+    else:
+        seed_everything(config.seed)
+        history = Trainer(reader, AttributeBatches(**vars(train)), config).fit()
+        save_model(path, reader.cpu(), history, config.epochs)
+    reader = reader.to(pick_device(config.device))
+    read = reader.read(test.images)
+    accuracy = (read == test.attributes.cpu()).float().mean(0)
+    return reader, dict(zip(train.attribute_names, accuracy.tolist(), strict=True))

@@ -53,12 +53,14 @@ CLI_FLAGS = ("dataset", "epochs", "device", "seed", "iwae_k", "train_size", "tes
 
 def reproduce_command(experiment: str, config) -> str:
     """The CLI line that makes these results: every field that differs from its default, as
-    its own flag or as --set FIELD=VALUE. 'model' is fixed by the experiment's name."""
+    its own flag or as --set FIELD=VALUE. 'model' and 'experiment' are fixed by the
+    experiment's name."""
     words = ["python -m vaebook reproduce", experiment]
     for f in fields(config):
         value = getattr(config, f.name)
         default = f.default if f.default is not MISSING else None
-        if value == default or f.name in ("progress", "model", "results_dir", "checkpoint_dir"):
+        fixed = ("progress", "model", "experiment", "results_dir", "checkpoint_dir")
+        if value == default or f.name in fixed:
             continue
         text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
         if f.name == "resume":

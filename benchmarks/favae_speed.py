@@ -1,0 +1,67 @@
+"""Seconds per FA-VAE round on the Sprites conditioning experiment (CPU), and the share spent in
+the factor-analysis layer against the VAEs.
+
+Rows: the training images of C random characters (3 actions x 3 directions x 4 frames each), one
+convolutional image VAE (64x64x3, D = 16), the four attributes as categorical views, K = 40, the
+experiment's schedule (5 sweeps and 1 VAE epoch per round). A round is
+`fa` (the sweeps, the priors refreshed) + `encode` (the latent views refreshed from the encoders)
++ `vae` (one epoch); the first round, which runs 50 sweeps from the PCA start, is shown apart.
+The factor-analysis layer must stay under 20% of a round.
+
+    python benchmarks/favae_speed.py [--characters 25 50] [--rounds 3] [--threads 1]
+"""
+
+import argparse
+import os
+import statistics
+
+import torch
+
+from vaebook.experiments.favae import FAVAEExperiment, attribute_views, sprites_split
+from vaebook.models import FAVAE, FAVAEData
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--characters", type=int, nargs="+", default=[25, 50])
+    parser.add_argument("--rounds", type=int, default=3, help="timed rounds after the first")
+    parser.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", 2)))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    print(f"median of {args.rounds} rounds after the first; seconds\n")
+    header = (
+        f"{'rows':>6} | {'round':>7} | {'vae epoch':>9} | {'encode':>7} | {'fa':>6} | "
+        f"{'fa share':>8} | {'first-round fa':>14} | {'K':>3}"
+    )
+    print(header)
+    print("-" * len(header))
+    for characters in args.characters:
+        config = FAVAEExperiment(
+            train_characters=characters,
+            rounds=args.rounds + 1,
+            warmup_epochs=1,
+            device="cpu",
+            progress=False,
+        )
+        train, _ = sprites_split(characters, 1, config.frames)
+        torch.manual_seed(0)
+        model = FAVAE(config.model_config(("image",)))
+        data = FAVAEData(
+            {"image": train.images}, attribute_views(train.attributes, train.attribute_names)
+        )
+        history = model.fit(data, config.schedule(), config.train_config())
+        # rounds 1..rounds: history["seconds"] holds the warm-up epoch first
+        vae = statistics.median(history["seconds"][2:])
+        encode = statistics.median(history["encode_seconds"][1:-1])
+        fa_seconds = statistics.median(history["fa_seconds"][1:-1])
+        round_seconds = vae + encode + fa_seconds
+        print(
+            f"{len(train):>6} | {round_seconds:>7.2f} | {vae:>9.2f} | {encode:>7.2f} | "
+            f"{fa_seconds:>6.3f} | {100 * fa_seconds / round_seconds:>7.1f}% | "
+            f"{history['fa_seconds'][0]:>14.2f} | {model.fa.k:>3}"
+        )
+
+
+if __name__ == "__main__":
+    main()

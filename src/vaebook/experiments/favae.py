@@ -1,0 +1,482 @@
+"""FA-VAE's four experiments (Guerrero-Lopez et al. 2022) on LPC Sprites, split by character.
+
+- condition: FA-VAE on (images, the four attributes) against a vanilla VAE on the images:
+  reconstruction and KL curves, attributes predicted from test images, images generated for
+  attribute combinations and read by an independent classifier.
+- private-shared: two image views of the same character, action and frame (facing left, facing
+  right) and the attributes: the factor-by-view activity map, the shared and private factors,
+  images generated from the shared factors only and from one view's private factors only.
+- domain: domain A (one action) and domain B (another), rows paired only through a shared label
+  (hair): each A image with a random B image of another character with the same hair. A -> B
+  through the shared factors, against two N(0, I) VAEs joined by a least-squares linear map.
+- transfer: a beta-VAE trained alone, then its latent means as a real view beside a new image
+  VAE (and the attributes): held-out reconstruction R^2 and KL of both.
+
+``python -m vaebook reproduce favae-condition`` (or favae-private-shared, favae-domain,
+favae-transfer) writes results/favae-<experiment>.json and checkpoints/favae-<experiment>.pt.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+from vaebook import fa
+from vaebook.data import (
+    SPRITES_TEST_CHARACTERS,
+    ImageData,
+    SpritesData,
+    as_float_images,
+    load_sprites,
+)
+from vaebook.experiments.classifier import (
+    SPRITES_VALUES,
+    AttributeReader,
+    trained_attribute_reader,
+)
+from vaebook.experiments.common import environment, save_model, write_results
+from vaebook.models import FAVAE, VAE, FAVAEConfig, FAVAEData, FAVAESchedule
+from vaebook.probability import kl_normal, kl_to_standard_normal
+from vaebook.train import TrainConfig, Trainer, seed_everything
+
+EXPERIMENT_NAMES = ("condition", "private-shared", "domain", "transfer")
+LEFT, RIGHT = 1, 2  # direction indices of SpritesData (front, left, right)
+ACTIONS = ("walk", "spellcard", "slash")
+
+
+@dataclass
+class FAVAEExperiment:
+    experiment: str = "condition"  # one of EXPERIMENT_NAMES, fixed by the CLI name
+    train_characters: int | None = None  # n of the 1,000 training characters (None: all)
+    test_characters: int | None = None  # n of the 296 test characters (None: all)
+    frames: tuple[int, ...] = (0, 2, 4, 6)  # animation frames used, of 0..7
+    latent_dim: int = 16
+    hidden: tuple[int, ...] = (256,)
+    factors: int = 40
+    rounds: int = 20
+    epochs_per_round: int = 1
+    warmup_epochs: int = 2
+    first_sweeps: int = 50
+    sweeps: int = 5
+    beta_ramp_epochs: int = 0
+    batch_size: int = 64
+    lr: float = 1e-3
+    classifier_epochs: int = 3
+    combinations: int | None = None  # condition: attribute combinations generated (None: all)
+    domain_a: str = "walk"  # domain: the action of domain A
+    domain_b: str = "slash"  # domain: the action of domain B
+    shared_label: str = "hair"  # domain: the attribute shared by the two domains
+    transfer_beta: float = 4.0  # transfer: beta of the beta-VAE and of the new VAE
+    seed: int = 0
+    device: str = "auto"
+    results_dir: str = "results"
+    checkpoint_dir: str = "checkpoints"
+    progress: bool = True
+
+    def __post_init__(self):
+        self.frames = tuple(self.frames)
+        self.hidden = tuple(self.hidden)
+        if (self.train_characters or 1) < 1 or (self.test_characters or 1) < 1:
+            raise ValueError("train_characters and test_characters must be >= 1 (or None: all)")
+        if self.experiment not in EXPERIMENT_NAMES:
+            raise ValueError(
+                f"experiment must be one of {EXPERIMENT_NAMES}, got {self.experiment!r}"
+            )
+        if not self.frames or not set(self.frames) <= set(range(8)):
+            raise ValueError(f"frames must be some of 0..7, got {self.frames}")
+        if {self.domain_a, self.domain_b} - set(ACTIONS) or self.domain_a == self.domain_b:
+            raise ValueError(
+                f"domain_a and domain_b must be two different actions of {ACTIONS}, got "
+                f"{self.domain_a!r} and {self.domain_b!r}"
+            )
+
+    @property
+    def name(self) -> str:
+        return f"favae-{self.experiment}"
+
+    @property
+    def epochs(self) -> int:
+        """VAE epochs of the schedule, which every baseline gets too."""
+        return self.warmup_epochs + self.rounds * self.epochs_per_round
+
+    def schedule(self) -> FAVAESchedule:
+        return FAVAESchedule(
+            rounds=self.rounds,
+            epochs_per_round=self.epochs_per_round,
+            warmup_epochs=self.warmup_epochs,
+            first_sweeps=self.first_sweeps,
+            sweeps=self.sweeps,
+            beta_ramp_epochs=self.beta_ramp_epochs,
+        )
+
+    def model_config(self, image_views: tuple[str, ...], beta: float = 1.0) -> FAVAEConfig:
+        return FAVAEConfig(
+            image_views=image_views,
+            image_shape=(3, 64, 64),
+            latent_dim=self.latent_dim,
+            hidden=self.hidden,
+            arch="conv",
+            beta=beta,
+            factors=self.factors,
+            seed=self.seed,
+        )
+
+    def train_config(self, epochs: int = 0) -> TrainConfig:
+        return TrainConfig(
+            epochs=epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=self.seed,
+            device=self.device,
+            progress=self.progress,
+        )
+
+
+# -- data ---------------------------------------------------------------------------------------
+
+
+def sprites_split(
+    train_characters: int | None,
+    test_characters: int | None,
+    frames: tuple[int, ...],
+    seed: int = 0,
+) -> tuple[SpritesData, SpritesData]:
+    """Train and test images, split by character at random (seeded), at the given frames.
+
+    The characters enumerate the 6^4 attribute combinations in order, so the loader's split (the
+    last 296 as test) leaves body 5 out of training; a random split keeps every value in both.
+    The test set holds 296 characters (or the first `test_characters` of them), the training
+    set the other 1,000 (or the first `train_characters`), so no identity is in both.
+    """
+    splits = [load_sprites("train"), load_sprites("test")]
+    characters = sum(len(s.character.unique()) for s in splits)
+    order = torch.randperm(characters, generator=torch.Generator().manual_seed(seed))
+    test_ids, train_ids = order[:SPRITES_TEST_CHARACTERS], order[SPRITES_TEST_CHARACTERS:]
+    return (
+        _characters(splits, train_ids[:train_characters], frames),
+        _characters(splits, test_ids[:test_characters], frames),
+    )
+
+
+def _characters(splits: list[SpritesData], ids: Tensor, frames: tuple[int, ...]) -> SpritesData:
+    """The images of characters `ids` at `frames`, gathered from the loader's splits."""
+    parts = [
+        s.select(torch.isin(s.character, ids) & torch.isin(s.frame, torch.tensor(frames)))
+        for s in splits
+    ]
+    tensors = [f.name for f in fields(parts[0]) if isinstance(getattr(parts[0], f.name), Tensor)]
+    return replace(parts[0], **{f: torch.cat([getattr(p, f) for p in parts]) for f in tensors})
+
+
+def attribute_views(attributes: Tensor, names: tuple[str, ...]) -> dict[str, fa.View]:
+    """One categorical view per attribute: attributes (N, A) -> {name: Categorical}."""
+    return {
+        name: fa.Categorical(attributes[:, a].cpu(), n_classes=SPRITES_VALUES)
+        for a, name in enumerate(names)
+    }
+
+
+def attribute_inputs(attributes: Tensor, names: tuple[str, ...]) -> dict[str, Tensor]:
+    """Requested attributes (B, A) as `FAVAE.predict` inputs {name: (B,)}."""
+    return {name: attributes[:, a].cpu() for a, name in enumerate(names)}
+
+
+def attribute_reader(
+    config: FAVAEExperiment, train: SpritesData, test: SpritesData
+) -> tuple[AttributeReader, dict[str, float]]:
+    """The attribute reader for this split (the seed picks it), cached, trained on first use;
+    and its test accuracy per attribute."""
+    characters = "all" if config.train_characters is None else config.train_characters
+    frames = "".join(map(str, config.frames))
+    path = Path(config.checkpoint_dir) / (
+        f"classifier-sprites-attributes-{characters}c-{frames}f-{config.classifier_epochs}e-"
+        f"seed{config.seed}.pt"
+    )
+    return trained_attribute_reader(
+        train, test, path, config.train_config(config.classifier_epochs)
+    )
+
+
+def share_equal(a: Tensor, b: Tensor) -> float:
+    """Share of rows where a and b (N,) agree."""
+    return (a.cpu() == b.cpu()).float().mean().item()
+
+
+def agreement(read: Tensor, requested: Tensor, names: tuple[str, ...]) -> dict[str, float]:
+    """Share of rows whose read attributes equal the requested ones, per attribute and 'all'."""
+    requested = requested.cpu()
+    shares = dict(zip(names, (read == requested).float().mean(0).tolist(), strict=True))
+    return {**shares, "all": (read == requested).all(1).float().mean().item()}
+
+
+# -- evaluation of one VAE ----------------------------------------------------------------------
+
+
+@torch.no_grad()
+def posterior_means(vae: VAE, images: Tensor, batch_size: int = 500) -> tuple[Tensor, Tensor]:
+    """Encoder mean and log-variance (N, D) of every image, float or uint8."""
+    vae.eval()
+    device = next(vae.parameters()).device
+    moments = [
+        vae.encode(as_float_images(images[i : i + batch_size].to(device)))
+        for i in range(0, len(images), batch_size)
+    ]
+    return torch.cat([m for m, _ in moments]), torch.cat([v for _, v in moments])
+
+
+@torch.no_grad()
+def reconstruction_scores(vae: VAE, images: Tensor, batch_size: int = 500) -> dict[str, float]:
+    """Held-out log p(x | h = posterior mean) per image (nats) and the pixel R^2 of the
+    reconstructions, 1 - sum (x - x_hat)^2 / sum (x - mean pixel value)^2."""
+    vae.eval()
+    device = next(vae.parameters()).device
+    loglik, squared_error, n = 0.0, 0.0, len(images)
+    pixel_sum, pixel_sq_sum = 0.0, 0.0
+    for i in range(0, n, batch_size):
+        x = as_float_images(images[i : i + batch_size].to(device))
+        mean = vae.encode(x)[0]
+        loglik += vae.log_likelihood(x, mean).sum().item()
+        squared_error += (x - vae.decode(mean)).pow(2).sum().item()
+        pixel_sum += x.sum().item()
+        pixel_sq_sum += x.pow(2).sum().item()
+    pixels = n * images[0].numel()
+    total_variation = pixel_sq_sum - pixel_sum**2 / pixels
+    return {"loglik": loglik / n, "r2": 1 - squared_error / total_variation}
+
+
+def train_vae(config: FAVAEExperiment, vae: VAE, images: Tensor, epochs: int) -> dict:
+    """A VAE with N(0, I) prior on `images` for `epochs` epochs; returns its history."""
+    seed_everything(config.seed)
+    return Trainer(vae, ImageData(images), config.train_config(epochs)).fit()
+
+
+def fit_favae(config: FAVAEExperiment, model: FAVAE, data: FAVAEData) -> dict:
+    seed_everything(config.seed)
+    return model.fit(data, config.schedule(), config.train_config())
+
+
+def final(history: dict, key: str) -> float:
+    return history[key][-1]
+
+
+# -- the four experiments -----------------------------------------------------------------------
+
+
+def run_condition(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
+    names = train.attribute_names
+    model = FAVAE(config.model_config(("image",)))
+    data = FAVAEData({"image": train.images}, attribute_views(train.attributes, names))
+    history = fit_favae(config, model, data)
+    vae = VAE(model.config.vae_config())
+    vae_history = train_vae(config, vae, train.images, config.epochs)
+
+    predicted = torch.stack(
+        [model.predict({"image": test.images}, name).argmax(1).cpu() for name in names], 1
+    )
+    combinations = torch.cartesian_prod(*[torch.arange(SPRITES_VALUES)] * len(names))
+    if config.combinations is not None:
+        generator = torch.Generator().manual_seed(config.seed)
+        order = torch.randperm(len(combinations), generator=generator)
+        combinations = combinations[order[: config.combinations]]
+    generated = torch.cat(
+        [
+            model.predict(attribute_inputs(combinations[i : i + 500], names), "image").cpu()
+            for i in range(0, len(combinations), 500)
+        ]
+    )
+    favae_test = reconstruction_scores(model.vaes["image"], test.images)
+    vae_test = reconstruction_scores(vae, test.images)
+    favae_loglik, vae_loglik = (
+        -final(history, "reconstruction"),
+        -final(vae_history, "reconstruction"),
+    )
+    metrics = {
+        "attribute_accuracy": agreement(predicted, test.attributes, names),
+        "generation_accuracy": agreement(reader.read(generated), combinations, names),
+        "combinations_generated": len(combinations),
+        "favae_train_reconstruction_loglik": favae_loglik,
+        "vae_train_reconstruction_loglik": vae_loglik,
+        "loglik_gap_percent": 100 * (vae_loglik - favae_loglik) / abs(vae_loglik),
+        "favae_train_kl": final(history, "kl"),
+        "vae_train_kl": final(vae_history, "kl"),
+        "favae_test_reconstruction_loglik": favae_test["loglik"],
+        "vae_test_reconstruction_loglik": vae_test["loglik"],
+        "factors": model.fa.k,
+    }
+    return model, metrics, {"history": history, "vae_history": vae_history}
+
+
+def directions(data: SpritesData) -> tuple[SpritesData, SpritesData]:
+    """The left- and right-facing images of every (character, action, frame), row-aligned."""
+    left, right = data.select(data.direction == LEFT), data.select(data.direction == RIGHT)
+    for factor in ("character", "action", "frame"):
+        if not torch.equal(left.factor(factor), right.factor(factor)):
+            raise RuntimeError(f"left and right images are not aligned by {factor}")
+    return left, right
+
+
+def run_private_shared(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
+    names = train.attribute_names
+    (left, right), (test_left, _) = directions(train), directions(test)
+    model = FAVAE(config.model_config(("left", "right")))
+    side = attribute_views(left.attributes, names)
+    history = fit_favae(
+        config, model, FAVAEData({"left": left.images, "right": right.images}, side)
+    )
+    shared = model.shared_factors(["left", "right"])
+    private_left, private_right = model.private_factors("left"), model.private_factors("right")
+    source = {"left": test_left.images}
+    from_shared = model.predict(source, "right", factors=shared).cpu()
+    from_all = model.predict(source, "right").cpu()
+    from_private = model.predict(source, "left", factors=private_left).cpu()
+    predicted = torch.stack([model.predict(source, n).argmax(1).cpu() for n in names], 1)
+    metrics = {
+        "views": list(model.fa.views),
+        "activity": model.fa.activity().tolist(),
+        "shared_factors": int(shared.sum()),
+        "private_factors_left": int(private_left.sum()),
+        "private_factors_right": int(private_right.sum()),
+        "factors": model.fa.k,
+        "attribute_accuracy_from_left": agreement(predicted, test_left.attributes, names),
+        "left_to_right_shared_attribute_accuracy": agreement(
+            reader.read(from_shared), test_left.attributes, names
+        ),
+        "left_to_right_all_attribute_accuracy": agreement(
+            reader.read(from_all), test_left.attributes, names
+        ),
+        "left_private_only_attribute_accuracy": agreement(
+            reader.read(from_private), test_left.attributes, names
+        ),
+    }
+    return model, metrics, {"history": history}
+
+
+def domain(data: SpritesData, action: str) -> SpritesData:
+    return data.select(data.action == ACTIONS.index(action))
+
+
+def same_label_partners(labels_a: Tensor, labels_b: Tensor, characters_a, characters_b, seed):
+    """For every row of A, a random row of B with the same label and another character."""
+    generator = torch.Generator().manual_seed(seed)
+    partners = torch.empty(len(labels_a), dtype=torch.long)
+    for i in range(len(labels_a)):
+        pool = ((labels_b == labels_a[i]) & (characters_b != characters_a[i])).nonzero()[:, 0]
+        if len(pool) == 0:
+            raise ValueError(
+                f"no domain-B image of another character has label {int(labels_a[i])}; "
+                "use more train_characters"
+            )
+        partners[i] = pool[torch.randint(len(pool), (1,), generator=generator)]
+    return partners
+
+
+def run_domain(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
+    label = config.shared_label
+    a, b = domain(train, config.domain_a), domain(train, config.domain_b)
+    test_a = domain(test, config.domain_a)
+    partners = same_label_partners(
+        a.factor(label).cpu(), b.factor(label).cpu(), a.character.cpu(), b.character.cpu(),
+        config.seed,
+    )  # fmt: skip
+    b_images = b.images[partners.to(b.images.device)]
+    labels = a.factor(label).cpu()
+    side = {label: fa.Categorical(labels, n_classes=SPRITES_VALUES)}
+    model = FAVAE(config.model_config(("a", "b")))
+    history = fit_favae(config, model, FAVAEData({"a": a.images, "b": b_images}, side))
+    shared = model.shared_factors(["a", "b"])
+    translated = model.predict({"a": test_a.images}, "b", factors=shared).cpu()
+
+    # baseline: two N(0, I) VAEs, a least-squares linear map from A's codes to B's
+    vae_a, vae_b = VAE(model.config.vae_config()), VAE(model.config.vae_config())
+    train_vae(config, vae_a, a.images, config.epochs)
+    train_vae(config, vae_b, b_images, config.epochs)
+    codes_a, codes_b = posterior_means(vae_a, a.images)[0], posterior_means(vae_b, b_images)[0]
+    with_bias = torch.cat([codes_a, torch.ones(len(codes_a), 1, device=codes_a.device)], 1)
+    linear_map = torch.linalg.lstsq(with_bias, codes_b).solution  # (D + 1, D)
+    test_codes = posterior_means(vae_a, test_a.images)[0]
+    test_with_bias = torch.cat(
+        [test_codes, torch.ones(len(test_codes), 1, device=test_codes.device)], 1
+    )
+    with torch.no_grad():
+        baseline = vae_b.decode(test_with_bias @ linear_map).cpu()
+
+    column = train.attribute_names.index(label)
+    source_labels = test_a.factor(label)
+    predicted = model.predict({"a": test_a.images}, label).argmax(1)
+    metrics = {
+        "favae_translation_accuracy": share_equal(
+            reader.read(translated)[:, column], source_labels
+        ),
+        "baseline_translation_accuracy": share_equal(
+            reader.read(baseline)[:, column], source_labels
+        ),
+        "label_accuracy_from_a": share_equal(predicted, source_labels),
+        "shared_factors": int(shared.sum()),
+        "factors": model.fa.k,
+    }
+    return model, metrics, {"history": history}
+
+
+def run_transfer(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
+    names = train.attribute_names
+    model = FAVAE(config.model_config(("image",), beta=config.transfer_beta))
+    beta_vae = VAE(model.config.vae_config())
+    beta_history = train_vae(config, beta_vae, train.images, config.epochs)
+    pretrained = posterior_means(beta_vae, train.images)[0].cpu()
+    side = {"pretrained": fa.Real(pretrained), **attribute_views(train.attributes, names)}
+    history = fit_favae(config, model, FAVAEData({"image": train.images}, side))
+
+    inputs = {
+        "pretrained": posterior_means(beta_vae, test.images)[0].cpu(),
+        **attribute_inputs(test.attributes, names),
+    }
+    prior_mean, prior_logvar = model.prior_from(inputs, "image")
+    mean, logvar = posterior_means(model.vaes["image"], test.images)
+    beta_mean, beta_logvar = posterior_means(beta_vae, test.images)
+    favae_scores = reconstruction_scores(model.vaes["image"], test.images)
+    beta_scores = reconstruction_scores(beta_vae, test.images)
+    metrics = {
+        "favae_test_r2": favae_scores["r2"],
+        "beta_vae_test_r2": beta_scores["r2"],
+        "favae_test_kl": kl_normal(mean, logvar, prior_mean, prior_logvar).mean().item(),
+        "beta_vae_test_kl": kl_to_standard_normal(beta_mean, beta_logvar).mean().item(),
+        "favae_test_reconstruction_loglik": favae_scores["loglik"],
+        "beta_vae_test_reconstruction_loglik": beta_scores["loglik"],
+        "factors": model.fa.k,
+    }
+    return model, metrics, {"history": history, "beta_vae_history": beta_history}
+
+
+RUNS = {
+    "condition": run_condition,
+    "private-shared": run_private_shared,
+    "domain": run_domain,
+    "transfer": run_transfer,
+}
+
+
+def run(config: FAVAEExperiment) -> dict:
+    """Run config.experiment; write results/favae-<experiment>.json and the FA-VAE's checkpoint
+    checkpoints/favae-<experiment>.pt (VAE weights and the factor-analysis layer)."""
+    start = time.perf_counter()
+    train, test = sprites_split(
+        config.train_characters, config.test_characters, config.frames, config.seed
+    )
+    reader, reader_accuracy = attribute_reader(config, train, test)
+    model, metrics, extra = RUNS[config.experiment](config, train, test, reader)
+    metrics["classifier_test_accuracy"] = reader_accuracy
+    history = extra["history"]
+    save_model(Path(config.checkpoint_dir) / f"{config.name}.pt", model, history, config.epochs)
+    extra = {
+        **extra,
+        "train_images": len(train),
+        "test_images": len(test),
+        "seconds": time.perf_counter() - start,
+        **environment(model.device),
+    }
+    path = Path(config.results_dir) / f"{config.name}.json"
+    return write_results(path, config.name, config, metrics, extra)
