@@ -59,7 +59,7 @@ class FAVAEExperiment:
     factors: int = 40
     rounds: int = 20
     epochs_per_round: int = 1
-    warmup_epochs: int = 2
+    warmup_epochs: int = 4  # before the first FA round the latents must carry the attributes
     first_sweeps: int = 50
     sweeps: int = 5
     beta_ramp_epochs: int = 0
