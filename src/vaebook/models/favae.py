@@ -77,16 +77,18 @@ class FAVAEConfig:
 class FAVAESchedule:
     """The alternating schedule of `FAVAE.fit`.
 
-    Warm-up: VAE epochs against N(0, I), so that the first latent views carry information. Then
-    `rounds` times: factor-analysis sweeps (the first round from SSHIBA's PCA start, later ones
-    warm-started), `epochs_per_round` VAE epochs against the refreshed prior, latent views
-    refreshed from the encoders. The KL weight rises linearly from beta / beta_ramp_epochs to
+    Warm-up: VAE epochs against N(0, I), so that the first latent views carry information: ARD
+    prunes the factors that the first sweeps find no use for, and a pruned factor never comes
+    back, so a warm-up too short for the encoders to pick up what the labels describe leaves
+    FA-VAE with one or two factors and no conditioning. Then `rounds` times: factor-analysis
+    sweeps (the first round from SSHIBA's PCA start, later ones warm-started), `epochs_per_round`
+    VAE epochs against the refreshed prior, latent views refreshed from the encoders. The KL weight rises linearly from beta / beta_ramp_epochs to
     beta over the first beta_ramp_epochs epochs (0: no ramp).
     """
 
     rounds: int = 10
     epochs_per_round: int = 1
-    warmup_epochs: int = 1
+    warmup_epochs: int = 5
     first_sweeps: int = 50
     sweeps: int = 5
     beta_ramp_epochs: int = 0
