@@ -48,7 +48,7 @@ def environment(device: torch.device) -> dict:
     }
 
 
-CLI_FLAGS = ("dataset", "epochs", "device", "seed", "iwae_k", "train_size", "test_size")
+CLI_FLAGS = ("dataset", "epochs", "device", "seed", "dims", "iwae_k", "train_size", "test_size")
 
 
 def reproduce_command(experiment: str, config) -> str:
