@@ -1,0 +1,90 @@
+"""The four FA-VAE experiments end to end through the CLI, on a tiny stand-in for Sprites."""
+
+import json
+
+import pytest
+import torch
+
+from vaebook.cli import main
+from vaebook.data import SpritesData
+from vaebook.experiments import favae as favae_experiments
+from vaebook.models import FAVAE, FAVAEConfig
+from vaebook.train import load_checkpoint
+
+TRAIN_CHARACTERS, TEST_CHARACTERS = 12, 4
+NAMES = ("body", "bottomwear", "topwear", "hair")
+
+
+def tiny_sprites(split: str, root=None, device="cpu") -> SpritesData:
+    """load_sprites' layout for 16 characters (12 train, 4 test), 3 actions x 3 directions x
+    2 frames, random pixels; character c has hair c % 2, so every hair has several characters
+    on both sides of the experiments' random split."""
+    first = 0 if split == "train" else TRAIN_CHARACTERS
+    count = TRAIN_CHARACTERS if split == "train" else TEST_CHARACTERS
+    grid = torch.meshgrid(*(torch.arange(s) for s in (count, 3, 3, 2)), indexing="ij")
+    character, action, direction, frame = (g.reshape(-1) for g in grid)
+    character = character + first
+    attributes = torch.stack([character % 6, character // 6, character % 3, character % 2], 1)
+    generator = torch.Generator().manual_seed(first)
+    images = torch.randint(256, (len(character), 3, 64, 64), generator=generator, dtype=torch.uint8)
+    return SpritesData(
+        images=images,
+        labels=character,
+        attributes=attributes,
+        action=action,
+        direction=direction,
+        frame=frame,
+        character=character,
+        attribute_names=NAMES,
+        direction_names=("front", "left", "right"),
+    )
+
+
+@pytest.fixture(autouse=True)
+def tiny_data_and_one_thread(monkeypatch):
+    monkeypatch.setattr(favae_experiments, "load_sprites", tiny_sprites)
+    monkeypatch.setattr(favae_experiments, "SPRITES_TEST_CHARACTERS", TEST_CHARACTERS)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+QUICK = [
+    "--set", "frames=0", "--set", "rounds=1", "--set", "warmup_epochs=1",
+    "--set", "first_sweeps=5", "--set", "sweeps=2", "--set", "latent_dim=4",
+    "--set", "factors=6", "--set", "classifier_epochs=1", "--set", "combinations=12",
+    "--device", "cpu", "--no-progress",
+]  # fmt: skip
+METRICS = {
+    "condition": {"attribute_accuracy", "generation_accuracy", "loglik_gap_percent"},
+    "private-shared": {"activity", "shared_factors", "left_to_right_shared_attribute_accuracy"},
+    "domain": {"favae_translation_accuracy", "baseline_translation_accuracy"},
+    "transfer": {"favae_test_r2", "beta_vae_test_r2", "favae_test_kl", "beta_vae_test_kl"},
+}
+
+
+@pytest.mark.parametrize("experiment", sorted(METRICS))
+def test_experiment_writes_results_and_a_loadable_checkpoint(experiment, tmp_path):
+    results_dir, checkpoint_dir = tmp_path / "results", tmp_path / "checkpoints"
+    folders = ["--results-dir", str(results_dir), "--checkpoint-dir", str(checkpoint_dir)]
+    assert main(["reproduce", f"favae-{experiment}", *QUICK, *folders]) == 0
+    results = json.loads((results_dir / f"favae-{experiment}.json").read_text())
+    assert results["command"].startswith(f"python -m vaebook reproduce favae-{experiment} --")
+    assert "experiment=" not in results["command"]  # fixed by the name
+    assert METRICS[experiment] <= set(results["metrics"])
+    assert set(results["metrics"]["classifier_test_accuracy"]) == set(NAMES)
+    assert results["train_images"] == TRAIN_CHARACTERS * 9 and results["test_images"] == 36
+    state = torch.load(checkpoint_dir / f"favae-{experiment}.pt", weights_only=False)
+    model = FAVAE(FAVAEConfig(**state["model_config"]))
+    load_checkpoint(checkpoint_dir / f"favae-{experiment}.pt", model)
+    assert model.fa is not None and set(model.config.image_views) <= set(model.fa.views)
+
+
+def test_experiment_config_refuses_bad_settings():
+    with pytest.raises(ValueError, match="experiment must be one of"):
+        favae_experiments.FAVAEExperiment(experiment="conditioning")
+    with pytest.raises(ValueError, match="two different actions"):
+        favae_experiments.FAVAEExperiment(domain_a="walk", domain_b="walk")
+    with pytest.raises(ValueError, match="frames must be some of 0..7"):
+        favae_experiments.FAVAEExperiment(frames=(8,))
