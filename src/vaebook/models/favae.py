@@ -82,8 +82,9 @@ class FAVAESchedule:
     back, so a warm-up too short for the encoders to pick up what the labels describe leaves
     FA-VAE with one or two factors and no conditioning. Then `rounds` times: factor-analysis
     sweeps (the first round from SSHIBA's PCA start, later ones warm-started), `epochs_per_round`
-    VAE epochs against the refreshed prior, latent views refreshed from the encoders. The KL weight rises linearly from beta / beta_ramp_epochs to
-    beta over the first beta_ramp_epochs epochs (0: no ramp).
+    VAE epochs against the refreshed prior, latent views refreshed from the encoders. The KL
+    weight rises linearly from beta / beta_ramp_epochs to beta over the first beta_ramp_epochs
+    epochs (0: no ramp).
     """
 
     rounds: int = 10
