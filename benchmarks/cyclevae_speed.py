@@ -9,31 +9,14 @@ from __future__ import annotations
 
 import argparse
 import copy
-import time
 
 import torch
 from cyclevae_loop_reference import reference_step
+from timing import seconds_per_step
 
 from vaebook.data import PairBatch
 from vaebook.models import CycleVAE
 from vaebook.train import TrainConfig
-
-
-def seconds_per_step(steps: dict, total: int, rounds: int = 5, warmup: int = 3) -> dict:
-    """Mean wall time of each named step function, timed in alternating rounds so that a change
-    in the machine's load during the run touches both alike."""
-    for step in steps.values():
-        for _ in range(warmup):
-            step()
-    seconds = dict.fromkeys(steps, 0.0)
-    per_round = max(1, total // rounds)
-    for _ in range(rounds):
-        for name, step in steps.items():
-            start = time.perf_counter()
-            for _ in range(per_round):
-                step()
-            seconds[name] += time.perf_counter() - start
-    return {name: s / (per_round * rounds) for name, s in seconds.items()}
 
 
 def main() -> None:

@@ -1,6 +1,7 @@
 """Training samples/s of InfoCatVAE (the authors' MNIST settings: K=10, delta=2, MLP 784-400,
-info weight 100, batch 128; CPU, 2 threads) against the per-category loop transcription in
-benchmarks/infocatvae_loop_reference.py, timed in the same run.
+info weight 100, batch 128; CPU, 2 threads) against the transcription of the authors'
+per-category code in benchmarks/infocatvae_loop_reference.py, timed in alternating rounds of
+the same run.
 
     python benchmarks/infocatvae_speed.py [--steps 100]
 """
@@ -11,7 +12,7 @@ import argparse
 
 import torch
 from infocatvae_loop_reference import LoopInfoCatVAE
-from train_speed import seconds_per_step
+from timing import adam_step, seconds_per_step
 
 from vaebook.models import InfoCatVAE, InfoCatVAEConfig
 
@@ -35,9 +36,14 @@ def main() -> None:
     torch.manual_seed(1)
     b = loop.loss(x)["total"]
     print(f"same loss: ours {a.item():.4f}, loop {b.item():.4f}")
-    rows = []
-    for name, model in (("loop over K (reference)", loop), ("vaebook InfoCatVAE", ours)):
-        rows.append((name, seconds_per_step(model, x, args.steps)))
+    timed = seconds_per_step(
+        {
+            "authors' loop (reference)": adam_step(loop, x),
+            "vaebook InfoCatVAE": adam_step(ours, x),
+        },
+        args.steps,
+    )
+    rows = list(timed.items())
     print(f"CPU, {torch.get_num_threads()} threads, batch {args.batch}, K=10, delta=2")
     print(f"| {'implementation':26} | {'ms/step':>8} | {'samples/s':>10} |")
     print(f"| {'-' * 26} | {'-' * 8} | {'-' * 10} |")

@@ -10,6 +10,7 @@ import argparse
 import time
 
 import torch
+from timing import adam_step, seconds_per_step
 
 from vaebook.models import VAE, VAEConfig
 
@@ -19,24 +20,6 @@ def step_flops(model: VAE, batch: int) -> float:
     weights), the standard estimate for a dense network's training step."""
     weights = sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear))
     return 2 * 3 * batch * weights
-
-
-def seconds_per_step(model, x: torch.Tensor, steps: int, warmup: int = 10) -> float:
-    """Mean wall time of one Adam step on model.loss(x)["total"], after warm-up steps."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-
-    def step():
-        loss = model.loss(x)["total"]
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
-    for _ in range(warmup):
-        step()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    return (time.perf_counter() - start) / steps
 
 
 def time_matmul(n: int = 2048, repeats: int = 10) -> float:
@@ -59,7 +42,8 @@ def main() -> None:
     peak = time_matmul()
     torch.manual_seed(0)
     model = VAE(VAEConfig(latent_dim=20, hidden=(400,)))
-    seconds = seconds_per_step(model, torch.rand(args.batch, 1, 28, 28).round(), args.steps)
+    x = torch.rand(args.batch, 1, 28, 28).round()
+    seconds = seconds_per_step({"vae": adam_step(model, x)}, args.steps)["vae"]
     flops = step_flops(model, args.batch)
     achieved = flops / seconds
     rows = [
