@@ -12,7 +12,7 @@ import copy
 
 import torch
 from cyclevae_loop_reference import reference_step
-from timing import seconds_per_step
+from timing import print_speed_table, seconds_per_step
 
 from vaebook.data import PairBatch
 from vaebook.models import CycleVAE
@@ -50,13 +50,7 @@ def main() -> None:
         },
         args.steps,
     )
-    rows = list(timed.items())
-    print(f"CPU, {torch.get_num_threads()} threads, batch {args.batch} pairs, z/s 16/16, 28x28")
-    print(f"| {'implementation':26} | {'ms/step':>8} | {'samples/s':>10} |")
-    print(f"| {'-' * 26} | {'-' * 8} | {'-' * 10} |")
-    for name, seconds in rows:
-        print(f"| {name:26} | {seconds * 1e3:8.2f} | {args.batch / seconds:10,.0f} |")
-    print(f"speed-up (reference / ours): {rows[0][1] / rows[1][1]:.2f}x")
+    print_speed_table(timed, args.batch, f"batch {args.batch} pairs, z/s 16/16, 28x28")
 
 
 if __name__ == "__main__":

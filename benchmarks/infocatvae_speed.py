@@ -12,7 +12,7 @@ import argparse
 
 import torch
 from infocatvae_loop_reference import LoopInfoCatVAE
-from timing import adam_step, seconds_per_step
+from timing import adam_step, print_speed_table, seconds_per_step
 
 from vaebook.models import InfoCatVAE, InfoCatVAEConfig
 
@@ -38,18 +38,12 @@ def main() -> None:
     print(f"same loss: ours {a.item():.4f}, loop {b.item():.4f}")
     timed = seconds_per_step(
         {
-            "authors' loop (reference)": adam_step(loop, x),
+            "per-category loop (reference)": adam_step(loop, x),
             "vaebook InfoCatVAE": adam_step(ours, x),
         },
         args.steps,
     )
-    rows = list(timed.items())
-    print(f"CPU, {torch.get_num_threads()} threads, batch {args.batch}, K=10, delta=2")
-    print(f"| {'implementation':26} | {'ms/step':>8} | {'samples/s':>10} |")
-    print(f"| {'-' * 26} | {'-' * 8} | {'-' * 10} |")
-    for name, seconds in rows:
-        print(f"| {name:26} | {seconds * 1e3:8.2f} | {args.batch / seconds:10,.0f} |")
-    print(f"speed-up (loop / ours): {rows[0][1] / rows[1][1]:.2f}x")
+    print_speed_table(timed, args.batch, f"batch {args.batch}, K=10, delta=2")
 
 
 if __name__ == "__main__":

@@ -38,3 +38,15 @@ def seconds_per_step(
                 step()
             seconds[name] += time.perf_counter() - start
     return {name: s / (per_round * rounds) for name, s in seconds.items()}
+
+
+def print_speed_table(timed: dict[str, float], batch: int, setting: str) -> None:
+    """The table every speed benchmark prints: ms/step and samples/s per implementation, then
+    the ratio of the first (the reference) to the last (ours)."""
+    print(f"CPU, {torch.get_num_threads()} threads, {setting}")
+    print(f"| {'implementation':26} | {'ms/step':>8} | {'samples/s':>10} |")
+    print(f"| {'-' * 26} | {'-' * 8} | {'-' * 10} |")
+    for name, seconds in timed.items():
+        print(f"| {name:26} | {seconds * 1e3:8.2f} | {batch / seconds:10,.0f} |")
+    first, *_, last = timed.values()
+    print(f"speed-up (reference / ours): {first / last:.2f}x")

@@ -17,6 +17,16 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of small matrices, where thread start-up costs more than
+    it saves; use with pytestmark = pytest.mark.usefixtures("one_thread")."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def synthetic_images(n: int = 64, shape=(1, 28, 28), seed: int = 0) -> torch.Tensor:
     """Random smooth blobs in [0, 1] (B, C, H, W): images with structure, made on the spot."""
     generator = torch.Generator().manual_seed(seed)

@@ -7,14 +7,7 @@ import torch
 
 from vaebook import fa
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # the matrices here are small: thread start-up would cost more than it saves
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small matrices: threads cost more
 
 
 def factor_data(n=400, dims=(30, 20), shared=3, private=(1, 1), noise=0.1, seed=0):

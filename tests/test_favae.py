@@ -12,13 +12,7 @@ CLASSES = 4
 SMALL = dict(image_shape=(1, 28, 28), arch="mlp", hidden=(64,), latent_dim=4, factors=6)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # small matrices and MLPs: thread start-up would cost more than it saves
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # small matrices: threads cost more
 
 
 def prototypes(seed: int) -> torch.Tensor:
