@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import platform
+import statistics
 import subprocess
 from dataclasses import MISSING, asdict, fields
 from datetime import datetime, timezone
@@ -70,6 +71,12 @@ def reproduce_command(experiment: str, config) -> str:
         else:
             words += ["--set", f"{f.name}={text}"]
     return " ".join(words)
+
+
+def seed_summary(values: list[float]) -> dict:
+    """{mean, std (0 for one seed), per_seed} of one metric over seeds, as results files hold it."""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return {"mean": statistics.fmean(values), "std": spread, "per_seed": values}
 
 
 def write_results(path: str | Path, experiment: str, config, metrics: dict, extra: dict) -> dict:

@@ -16,7 +16,6 @@ probes train on the even frames of the 296 held-out characters and are tested on
 from __future__ import annotations
 
 import math
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from pathlib import Path
 import torch
 
 from vaebook.data import ImageData, PairedData, load_images, load_sprites
-from vaebook.experiments.common import environment, save_model, write_results
+from vaebook.experiments.common import environment, save_model, seed_summary, write_results
 from vaebook.metrics import latent_probe
 from vaebook.models import CycleVAE, CycleVAEConfig, PairAdversarial, PairAdversarialConfig
 from vaebook.nets import NORM_MODES, CycleEncoder, load_authors_cyclevae, set_norm_mode
@@ -169,11 +168,6 @@ def probe_latents(
     }
 
 
-def _summary(values: list[float]) -> dict:
-    spread = statistics.stdev(values) if len(values) > 1 else 0.0
-    return {"mean": statistics.fmean(values), "std": spread, "per_seed": values}
-
-
 def run(config: CycleVAEExperiment) -> dict:
     """Train config.model once per seed (none for 'authors') and probe its encoder; write
     results/<name>.json and the first seed's checkpoints/<name>.pt."""
@@ -224,7 +218,7 @@ def run(config: CycleVAEExperiment) -> dict:
     metrics = {
         mode: {
             probe: {
-                split: _summary([r["probes"][mode][probe][f"{split}_accuracy"] for r in runs])
+                split: seed_summary([r["probes"][mode][probe][f"{split}_accuracy"] for r in runs])
                 for split in ("train", "test")
             }
             for probe in ("z_sample", "z_mean", "s")

@@ -5,7 +5,6 @@ label matched to c). ``python -m vaebook reproduce infocatvae --dataset mnist``.
 
 from __future__ import annotations
 
-import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +13,7 @@ import torch
 
 from vaebook.data import ImageData, load_images
 from vaebook.experiments.classifier import trained_classifier
-from vaebook.experiments.common import environment, save_model, write_results
+from vaebook.experiments.common import environment, save_model, seed_summary, write_results
 from vaebook.metrics import clustering_accuracy
 from vaebook.models import GumbelCatVAE, GumbelCatVAEConfig, InfoCatVAE, InfoCatVAEConfig
 from vaebook.train import TrainConfig, Trainer, seed_everything
@@ -148,16 +147,11 @@ def run(config: InfoCatExperiment) -> dict:
                 Path(config.checkpoint_dir) / f"{config.name}.pt", model, history, config.epochs
             )
 
-    def summary(key: str) -> dict:
-        values = [r[key] for r in per_seed]
-        spread = statistics.stdev(values) if len(values) > 1 else 0.0
-        return {"mean": statistics.fmean(values), "std": spread, "per_seed": values}
-
     metrics = {
-        "clustering_accuracy": summary("clustering_accuracy"),
-        "conditional_generation_accuracy": summary("conditional_generation_accuracy"),
-        "classifier_test_accuracy": classifier_accuracy,
+        key: seed_summary([r[key] for r in per_seed])
+        for key in ("clustering_accuracy", "conditional_generation_accuracy")
     }
+    metrics["classifier_test_accuracy"] = classifier_accuracy
     extra = {
         "seconds": time.perf_counter() - start,
         "runs": per_seed,
