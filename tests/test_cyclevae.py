@@ -263,3 +263,30 @@ def test_reproduce_writes_three_probes_in_both_norm_modes(tmp_path):
     load_checkpoint(tmp_path / "szabo-mnist-8.pt", model)
     with pytest.raises(ValueError, match="--dims 16"):
         CycleVAEExperiment(model="authors", dims=64)
+
+
+def test_a_resumed_reproduce_run_equals_an_uninterrupted_one(tmp_path):
+    def reproduce(folder, epochs, *extra):
+        main(
+            [
+                "reproduce", "cyclevae", "--dataset", "mnist", "--dims", "4", "--epochs",
+                str(epochs), "--train-size", "128", "--test-size", "64", "--device", "cpu",
+                "--no-progress", "--set", "probe_epochs=1", "--set", "seeds=0",
+                "--set", "norm_modes=per-image", "--results-dir", str(folder),
+                "--checkpoint-dir", str(folder), *extra,
+            ]
+        )  # fmt: skip
+        return json.loads((folder / "cyclevae-mnist-4.json").read_text())
+
+    whole = reproduce(tmp_path / "whole", 2)
+    reproduce(tmp_path / "killed", 1)  # as if killed after its first epoch
+    assert (tmp_path / "killed" / "runs" / "cyclevae-mnist-4-seed0.pt").exists()
+    resumed = reproduce(tmp_path / "killed", 2, "--resume")
+    assert "--resume" in resumed["command"]
+    assert resumed["runs"][0]["epochs"] == 2
+    terms = [
+        {k: v for k, v in r["runs"][0]["final_terms"].items() if k != "seconds"}
+        for r in (resumed, whole)
+    ]
+    assert terms[0] == pytest.approx(terms[1])
+    assert resumed["metrics"] == whole["metrics"]

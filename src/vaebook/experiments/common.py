@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vaebook.train import model_config, save_atomic
+from vaebook.train import TrainConfig, Trainer, model_config, save_atomic
 
 
 def git_commit() -> str:
@@ -111,3 +111,25 @@ def save_model(path: str | Path, model: nn.Module, history: dict, epoch: int) ->
         },
         path,
     )
+
+
+def fit_resumable(
+    model: nn.Module,
+    data,
+    config: TrainConfig,
+    run_checkpoint: str | Path,
+    resume: bool,
+    eval_data=None,
+) -> Trainer:
+    """Train with a full checkpoint (optimiser and RNG included) written to ``run_checkpoint``
+    every epoch; with ``resume`` and a checkpoint there, continue from its last epoch (a
+    finished run trains no further). Returns the trainer after ``fit()``."""
+    config.checkpoint_path = str(run_checkpoint)
+    if resume and Path(run_checkpoint).exists():
+        trainer = Trainer.resume(
+            run_checkpoint, model, data, eval_data, epochs=config.epochs, progress=config.progress
+        )
+    else:
+        trainer = Trainer(model, data, config, eval_data)
+    trainer.fit()
+    return trainer

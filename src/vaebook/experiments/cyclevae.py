@@ -23,11 +23,17 @@ from pathlib import Path
 import torch
 
 from vaebook.data import ImageData, PairedData, load_images, load_sprites
-from vaebook.experiments.common import environment, save_model, seed_summary, write_results
+from vaebook.experiments.common import (
+    environment,
+    fit_resumable,
+    save_model,
+    seed_summary,
+    write_results,
+)
 from vaebook.metrics import latent_probe
 from vaebook.models import CycleVAE, CycleVAEConfig, PairAdversarial, PairAdversarialConfig
 from vaebook.nets import NORM_MODES, CycleEncoder, load_authors_cyclevae, set_norm_mode
-from vaebook.train import TrainConfig, Trainer, pick_device, seed_everything
+from vaebook.train import TrainConfig, pick_device, seed_everything
 
 MODELS = ("cyclevae", "mathieu", "szabo", "authors")
 DATASETS = ("mnist", "fashion-mnist", "sprites")
@@ -56,6 +62,7 @@ class CycleVAEExperiment:
     device: str = "auto"
     results_dir: str = "results"
     checkpoint_dir: str = "checkpoints"
+    resume: bool = False  # continue each seed from checkpoints/runs/<name>-seed<k>.pt
     progress: bool = True
 
     def __post_init__(self):
@@ -177,7 +184,6 @@ def run(config: CycleVAEExperiment) -> dict:
     start = time.perf_counter()
     for seed in config.seeds:
         seed_everything(seed)
-        run_start = time.perf_counter()
         if config.model == "authors":
             encoder, _ = load_authors_cyclevae(config.authors_checkpoint)
             encoder, history, epochs, variational = encoder.to(device), {}, 0, True
@@ -192,14 +198,18 @@ def run(config: CycleVAEExperiment) -> dict:
                 device=config.device,
                 progress=config.progress,
             )
-            trainer = Trainer(model, PairedData(train), train_config)
-            history = trainer.fit()
+            run_checkpoint = Path(config.checkpoint_dir) / "runs" / f"{config.name}-seed{seed}.pt"
+            trainer = fit_resumable(
+                model, PairedData(train), train_config, run_checkpoint, config.resume
+            )
+            history = dict(trainer.history)
             encoder, epochs, variational = model.encoder, trainer.epoch, model.variational
             if seed == config.seeds[0]:
                 path = Path(config.checkpoint_dir) / f"{config.name}.pt"
                 save_model(path, model, history, epochs)
-        train_seconds = time.perf_counter() - run_start
-        probes = {}
+        # summed over epochs, so that a resumed run counts the epochs of every session
+        train_seconds = sum(history.get("seconds", []))
+        probe_start, probes = time.perf_counter(), {}
         for mode in config.norm_modes:
             set_norm_mode(encoder, mode)
             probes[mode] = probe_latents(
@@ -210,7 +220,7 @@ def run(config: CycleVAEExperiment) -> dict:
                 "seed": seed,
                 "epochs": epochs,
                 "train_seconds": train_seconds,
-                "probe_seconds": time.perf_counter() - run_start - train_seconds,
+                "probe_seconds": time.perf_counter() - probe_start,
                 "probes": probes,
                 "final_terms": {k: v[-1] for k, v in history.items()},
             }

@@ -13,10 +13,16 @@ import torch
 
 from vaebook.data import ImageData, load_images
 from vaebook.experiments.classifier import trained_classifier
-from vaebook.experiments.common import environment, save_model, seed_summary, write_results
+from vaebook.experiments.common import (
+    environment,
+    fit_resumable,
+    save_model,
+    seed_summary,
+    write_results,
+)
 from vaebook.metrics import clustering_accuracy
 from vaebook.models import GumbelCatVAE, GumbelCatVAEConfig, InfoCatVAE, InfoCatVAEConfig
-from vaebook.train import TrainConfig, Trainer, seed_everything
+from vaebook.train import TrainConfig, seed_everything
 
 MODELS = ("infocatvae", "catvae", "gumbel")
 
@@ -49,6 +55,7 @@ class InfoCatExperiment:
     results_dir: str = "results"
     checkpoint_dir: str = "checkpoints"
     save_checkpoint: bool = True  # the first seed's model, for the book to load
+    resume: bool = False  # continue each seed from checkpoints/runs/<name>-seed<k>.pt
     progress: bool = True
 
     def __post_init__(self):
@@ -135,8 +142,10 @@ def run(config: InfoCatExperiment) -> dict:
             device=config.device,
             progress=config.progress,
         )
-        trainer = Trainer(model, ImageData(train.images, train.labels), train_config)
-        history = trainer.fit()
+        run_checkpoint = Path(config.checkpoint_dir) / "runs" / f"{config.name}-seed{seed}.pt"
+        data = ImageData(train.images, train.labels)
+        trainer = fit_resumable(model, data, train_config, run_checkpoint, config.resume)
+        history = dict(trainer.history)
         model = model.cpu().eval()
         scores = measure(model, test, classifier, config.samples_per_category, seed)
         per_seed.append(

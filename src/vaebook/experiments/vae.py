@@ -11,9 +11,9 @@ from pathlib import Path
 import torch
 
 from vaebook.data import load_images
-from vaebook.experiments.common import environment, save_model, write_results
+from vaebook.experiments.common import environment, fit_resumable, save_model, write_results
 from vaebook.models import VAE, VAEConfig
-from vaebook.train import TrainConfig, Trainer, seed_everything
+from vaebook.train import TrainConfig, seed_everything
 
 
 @dataclass
@@ -62,22 +62,18 @@ def run(config: VAEExperiment) -> dict:
     if config.test_size:
         test = test.subset(config.test_size, generator)
     model = VAE(config.model_config())
-    run_checkpoint = Path(config.checkpoint_dir) / "runs" / f"{config.name}.pt"
     train_config = TrainConfig(
         epochs=config.epochs,
         batch_size=config.batch_size,
         lr=config.lr,
         seed=config.seed,
         device=config.device,
-        checkpoint_path=str(run_checkpoint),
         progress=config.progress,
     )
     start = time.perf_counter()
-    if config.resume and run_checkpoint.exists():
-        trainer = Trainer.resume(run_checkpoint, model, train, eval_data=test, epochs=config.epochs)
-    else:
-        trainer = Trainer(model, train, train_config, eval_data=test)
-    history = trainer.fit()
+    run_checkpoint = Path(config.checkpoint_dir) / "runs" / f"{config.name}.pt"
+    trainer = fit_resumable(model, train, train_config, run_checkpoint, config.resume, test)
+    history = dict(trainer.history)
     train_seconds = time.perf_counter() - start
 
     start = time.perf_counter()
