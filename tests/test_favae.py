@@ -6,7 +6,12 @@ import torch
 from vaebook import fa
 from vaebook.experiments.common import save_model
 from vaebook.models import FAVAE, FAVAEConfig, FAVAEData, FAVAESchedule
-from vaebook.train import TrainConfig, load_checkpoint
+from vaebook.train import (
+    CheckpointMismatchError,
+    NonFiniteLossError,
+    TrainConfig,
+    load_checkpoint,
+)
 
 CLASSES = 4
 SMALL = dict(image_shape=(1, 28, 28), arch="mlp", hidden=(64,), latent_dim=4, factors=6)
@@ -196,3 +201,78 @@ def test_errors_name_the_fix():
         model.start_fa(FAVAEData({"b": images["b"]}))
     with pytest.raises(ValueError, match="identifiers"):
         FAVAEConfig(image_views=("left.view",))
+
+
+class Killed(Exception):
+    """Stands for a kill: raised inside a round, after the previous round's checkpoint."""
+
+
+def test_a_run_killed_after_a_round_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+    images, labels = two_views(96, seed=2)
+    schedule = FAVAESchedule(rounds=3, warmup_epochs=2, first_sweeps=5, sweeps=2)
+
+    def run(path, resume=False):
+        data = FAVAEData({"a": images["a"]}, {"label": fa.Categorical(labels, n_classes=CLASSES)})
+        torch.manual_seed(0)
+        model = FAVAE(FAVAEConfig(image_views=("a",), **SMALL))
+        config = TrainConfig(batch_size=32, device="cpu", progress=False, checkpoint_path=path)
+        return model, model.fit(data, schedule, config, resume=resume)
+
+    model, history = run(str(tmp_path / "whole.pt"))
+    path = str(tmp_path / "killed.pt")
+    sweeps, calls = FAVAE.fa_sweeps, []
+
+    def killed_in_round_2(self, n):
+        calls.append(n)
+        if len(calls) == 3:  # rounds 0 and 1 are done and saved
+            raise Killed
+        sweeps(self, n)
+
+    monkeypatch.setattr(FAVAE, "fa_sweeps", killed_in_round_2)
+    with pytest.raises(Killed):
+        run(path)
+    saved = torch.load(path, weights_only=False)
+    # warm-up, then rounds 0 and 1 (factor-analysis sweeps and one VAE epoch each)
+    assert saved["epoch"] == 2 + 2 and len(saved["history"]["fa_bound"]) == 2
+    monkeypatch.setattr(FAVAE, "fa_sweeps", sweeps)
+    resumed_model, resumed = run(path, resume=True)
+    for term in ("total", "reconstruction", "kl", "fa_bound", "factors"):
+        assert resumed[term] == history[term], term
+    test_images, _ = two_views(8, seed=3)
+    torch.testing.assert_close(
+        resumed_model.predict({"a": test_images["a"]}, "label"),
+        model.predict({"a": test_images["a"]}, "label"),
+        rtol=0,
+        atol=0,
+    )
+    again_model, again = run(path, resume=True)  # a finished run trains no further
+    assert again["total"] == history["total"]
+    with pytest.raises(ValueError, match="checkpoint_path"):
+        FAVAE(FAVAEConfig(image_views=("a",), **SMALL)).fit(
+            FAVAEData({"a": images["a"]}), schedule, TrainConfig(progress=False), resume=True
+        )
+
+
+def test_a_checkpoint_of_another_schedule_is_refused(tmp_path):
+    images, _ = two_views(32, seed=2)
+    data = FAVAEData({"a": images["a"]})
+    config = TrainConfig(device="cpu", progress=False, checkpoint_path=str(tmp_path / "run.pt"))
+    model = FAVAE(FAVAEConfig(image_views=("a",), **SMALL))
+    model.fit(data, FAVAESchedule(rounds=1, warmup_epochs=1, first_sweeps=2), config)
+    with pytest.raises(CheckpointMismatchError, match="schedule"):
+        model.fit(data, FAVAESchedule(rounds=2, warmup_epochs=1, first_sweeps=2), config, True)
+
+
+def test_training_never_goes_on_with_non_finite_values():
+    model, data = small_model_with_layer()
+    model.fa.views["a"].x_sq_sum = torch.tensor(float("inf"), dtype=torch.float64)
+    with pytest.raises(NonFiniteLossError, match="bound"):
+        model.fa_sweeps(1)
+    model, data = small_model_with_layer()
+    model.fa.q["a"].b_mean[0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match="prior of view 'a' is not finite"):
+        model.refresh_prior()
+    with torch.no_grad():
+        next(model.vaes["a"].encoder.parameters()).fill_(float("nan"))
+    with pytest.raises(NonFiniteLossError, match="encoder of view 'a'"):
+        model.refresh_latent_views(data)

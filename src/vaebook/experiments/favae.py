@@ -14,6 +14,9 @@
 
 ``python -m vaebook reproduce favae-condition`` (or favae-private-shared, favae-domain,
 favae-transfer) writes results/favae-<experiment>.json and checkpoints/favae-<experiment>.pt.
+Every model it trains writes a full checkpoint under checkpoints/runs/ (the FA-VAE after every
+warm-up epoch and round, the baselines after every epoch), and ``--resume`` continues a killed
+run from them.
 """
 
 from __future__ import annotations
@@ -38,10 +41,10 @@ from vaebook.experiments.classifier import (
     AttributeReader,
     trained_attribute_reader,
 )
-from vaebook.experiments.common import environment, save_model, write_results
-from vaebook.models import FAVAE, VAE, FAVAEConfig, FAVAEData, FAVAESchedule
+from vaebook.experiments.common import environment, fit_resumable, save_model, write_results
+from vaebook.models import FAVAE, VAE, FAVAEConfig, FAVAEData, FAVAESchedule, VAEConfig
 from vaebook.probability import kl_normal, kl_to_standard_normal
-from vaebook.train import TrainConfig, Trainer, seed_everything
+from vaebook.train import TrainConfig, seed_everything
 
 EXPERIMENT_NAMES = ("condition", "private-shared", "domain", "transfer")
 LEFT, RIGHT = 1, 2  # direction indices of SpritesData (front, left, right)
@@ -75,6 +78,7 @@ class FAVAEExperiment:
     device: str = "auto"
     results_dir: str = "results"
     checkpoint_dir: str = "checkpoints"
+    resume: bool = False  # continue from checkpoints/runs/favae-<experiment>*.pt if a run left them
     progress: bool = True
 
     def __post_init__(self):
@@ -112,6 +116,12 @@ class FAVAEExperiment:
             sweeps=self.sweeps,
             beta_ramp_epochs=self.beta_ramp_epochs,
         )
+
+    def run_checkpoint(self, baseline: str = "") -> Path:
+        """The full checkpoint of this run's FA-VAE (baseline '') or of a baseline model
+        ('vae', 'vae-a', 'beta-vae', ...): checkpoints/runs/favae-<experiment>[-<baseline>].pt."""
+        suffix = f"-{baseline}" if baseline else ""
+        return Path(self.checkpoint_dir) / "runs" / f"{self.name}{suffix}.pt"
 
     def model_config(self, image_views: tuple[str, ...], beta: float = 1.0) -> FAVAEConfig:
         return FAVAEConfig(
@@ -248,15 +258,34 @@ def reconstruction_scores(vae: VAE, images: Tensor, batch_size: int = 500) -> di
     return {"loglik": loglik / n, "r2": 1 - squared_error / total_variation}
 
 
-def train_vae(config: FAVAEExperiment, vae: VAE, images: Tensor, epochs: int) -> dict:
-    """A VAE with N(0, I) prior on `images` for `epochs` epochs; returns its history."""
+def train_vae(
+    config: FAVAEExperiment, baseline: str, vae_config: VAEConfig, images: Tensor, epochs: int
+) -> tuple[VAE, dict]:
+    """A VAE with N(0, I) prior, built after seeding, trained on `images` (N, C, H, W) for
+    `epochs` epochs with a full checkpoint every epoch at `config.run_checkpoint(baseline)`
+    (resumed from it with `config.resume`); returns the VAE and its history."""
     seed_everything(config.seed)
-    return Trainer(vae, ImageData(images), config.train_config(epochs)).fit()
+    vae = VAE(vae_config)
+    trainer = fit_resumable(
+        vae,
+        ImageData(images),
+        config.train_config(epochs),
+        config.run_checkpoint(baseline),
+        config.resume,
+    )
+    return vae, dict(trainer.history)
 
 
-def fit_favae(config: FAVAEExperiment, model: FAVAE, data: FAVAEData) -> dict:
+def fit_favae(
+    config: FAVAEExperiment, image_views: tuple[str, ...], data: FAVAEData, beta: float = 1.0
+) -> tuple[FAVAE, dict]:
+    """An FA-VAE with `image_views`, built after seeding, trained on `data` with the
+    experiment's schedule and a full checkpoint after every round at `config.run_checkpoint()`
+    (resumed from it with `config.resume`); returns the model and its history."""
     seed_everything(config.seed)
-    return model.fit(data, config.schedule(), config.train_config())
+    model = FAVAE(config.model_config(image_views, beta))
+    train = replace(config.train_config(), checkpoint_path=str(config.run_checkpoint()))
+    return model, model.fit(data, config.schedule(), train, resume=config.resume)
 
 
 def final(history: dict, key: str) -> float:
@@ -268,11 +297,11 @@ def final(history: dict, key: str) -> float:
 
 def run_condition(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
     names = train.attribute_names
-    model = FAVAE(config.model_config(("image",)))
     data = FAVAEData({"image": train.images}, attribute_views(train.attributes, names))
-    history = fit_favae(config, model, data)
-    vae = VAE(model.config.vae_config())
-    vae_history = train_vae(config, vae, train.images, config.epochs)
+    model, history = fit_favae(config, ("image",), data)
+    vae, vae_history = train_vae(
+        config, "vae", model.config.vae_config(), train.images, config.epochs
+    )
 
     source = {"image": model.encode("image", test.images)}  # encoded once, read four times
     predicted = torch.stack([model.predict(source, name).argmax(1).cpu() for name in names], 1)
@@ -321,11 +350,9 @@ def directions(data: SpritesData) -> tuple[SpritesData, SpritesData]:
 def run_private_shared(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
     names = train.attribute_names
     (left, right), (test_left, _) = directions(train), directions(test)
-    model = FAVAE(config.model_config(("left", "right")))
     side = attribute_views(left.attributes, names)
-    history = fit_favae(
-        config, model, FAVAEData({"left": left.images, "right": right.images}, side)
-    )
+    data = FAVAEData({"left": left.images, "right": right.images}, side)
+    model, history = fit_favae(config, ("left", "right"), data)
     shared = model.shared_factors(["left", "right"])
     private_left, private_right = model.private_factors("left"), model.private_factors("right")
     source = {"left": model.encode("left", test_left.images)}  # encoded once, used 7 times
@@ -384,16 +411,14 @@ def run_domain(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
     b_images = b.images[partners.to(b.images.device)]
     labels = a.factor(label).cpu()
     side = {label: fa.Categorical(labels, n_classes=SPRITES_VALUES)}
-    model = FAVAE(config.model_config(("a", "b")))
-    history = fit_favae(config, model, FAVAEData({"a": a.images, "b": b_images}, side))
+    model, history = fit_favae(config, ("a", "b"), FAVAEData({"a": a.images, "b": b_images}, side))
     shared = model.shared_factors(["a", "b"])
     source = {"a": model.encode("a", test_a.images)}  # encoded once, used twice
     translated = model.predict(source, "b", factors=shared).cpu()
 
     # baseline: two N(0, I) VAEs, a least-squares linear map from A's codes to B's
-    vae_a, vae_b = VAE(model.config.vae_config()), VAE(model.config.vae_config())
-    train_vae(config, vae_a, a.images, config.epochs)
-    train_vae(config, vae_b, b_images, config.epochs)
+    vae_a, _ = train_vae(config, "vae-a", model.config.vae_config(), a.images, config.epochs)
+    vae_b, _ = train_vae(config, "vae-b", model.config.vae_config(), b_images, config.epochs)
     codes_a, codes_b = posterior_means(vae_a, a.images)[0], posterior_means(vae_b, b_images)[0]
     with_bias = torch.cat([codes_a, torch.ones(len(codes_a), 1, device=codes_a.device)], 1)
     linear_map = torch.linalg.lstsq(with_bias, codes_b).solution  # (D + 1, D)
@@ -423,12 +448,12 @@ def run_domain(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
 
 def run_transfer(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
     names = train.attribute_names
-    model = FAVAE(config.model_config(("image",), beta=config.transfer_beta))
-    beta_vae = VAE(model.config.vae_config())
-    beta_history = train_vae(config, beta_vae, train.images, config.epochs)
+    vae_config = config.model_config(("image",), beta=config.transfer_beta).vae_config()
+    beta_vae, beta_history = train_vae(config, "beta-vae", vae_config, train.images, config.epochs)
     pretrained = posterior_means(beta_vae, train.images)[0].cpu()
     side = {"pretrained": fa.Real(pretrained), **attribute_views(train.attributes, names)}
-    history = fit_favae(config, model, FAVAEData({"image": train.images}, side))
+    data = FAVAEData({"image": train.images}, side)
+    model, history = fit_favae(config, ("image",), data, beta=config.transfer_beta)
 
     inputs = {
         "pretrained": posterior_means(beta_vae, test.images)[0].cpu(),

@@ -19,9 +19,10 @@ image view from another, with all factors or only some (e.g. the shared ones).
 
 from __future__ import annotations
 
+import math
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import torch
 from torch import Tensor, nn
@@ -31,7 +32,7 @@ from vaebook.checks import check_images
 from vaebook.data import as_float_images
 from vaebook.models.vae import VAE, VAEConfig
 from vaebook.probability import kl_normal, reparameterize
-from vaebook.train import TrainConfig, Trainer
+from vaebook.train import CheckpointMismatchError, NonFiniteLossError, TrainConfig, Trainer
 
 
 @dataclass
@@ -229,7 +230,7 @@ class FAVAE(nn.Module):
     @torch.no_grad()
     def encode(self, view: str, images: Tensor, batch_size: int = 500) -> fa.Latent:
         """The encoder's moments as a latent view: images (N, C, H, W), float in [0, 1] or
-        uint8 -> Latent(mean, var), each (N, D)."""
+        uint8 -> Latent(mean, var), each (N, D). Raises `NonFiniteLossError` on NaN or inf."""
         vae = self._vae(view)
         was_training = vae.training
         vae.eval()
@@ -241,6 +242,11 @@ class FAVAE(nn.Module):
         vae.train(was_training)
         mean = torch.cat([m for m, _ in moments])
         var = torch.cat([logvar for _, logvar in moments]).exp()
+        if not (torch.isfinite(mean).all() and torch.isfinite(var).all()):
+            raise NonFiniteLossError(
+                f"the encoder of view {view!r} gives non-finite means or variances; lower the "
+                "learning rate, set TrainConfig(grad_clip=...), or check the images for NaN"
+            )
         return fa.Latent(mean, var)
 
     def start_fa(self, data: FAVAEData) -> None:
@@ -261,28 +267,53 @@ class FAVAE(nn.Module):
 
     def fa_sweeps(self, n: int) -> None:
         """Up to n sweeps of the factor-analysis layer with the VAEs fixed, then the VAEs'
-        priors from its new moments."""
-        self._layer().fit(n_iter=n)
+        priors from its new moments. Raises `NonFiniteLossError` if the layer's bound is not
+        finite, before any prior is touched."""
+        layer = self._layer().fit(n_iter=n)
+        if not math.isfinite(layer.history[-1]):
+            raise NonFiniteLossError(
+                f"the factor-analysis bound is {layer.history[-1]} after {n} sweeps (bounds "
+                f"before: {layer.history[-4:-1]}); check the encoders' moments and the side "
+                "views for NaN or inf, or lower the VAEs' learning rate"
+            )
         self.refresh_prior()
 
     def refresh_prior(self) -> None:
-        """Every VAE's prior from the layer: mean <Z><W_m>^T + <b_m>, variance 1 / <tau_m>."""
+        """Every VAE's prior from the layer: mean <Z><W_m>^T + <b_m>, variance 1 / <tau_m>.
+        Raises `NonFiniteLossError` on a non-finite prior, so no VAE trains against NaN."""
         layer = self._layer()
         for name in self.vaes:
             mean, tau = layer.prior_moments(name)
+            logvar = -torch.log(tau)
+            if not (torch.isfinite(mean).all() and torch.isfinite(logvar).all()):
+                raise NonFiniteLossError(
+                    f"the factor-analysis prior of view {name!r} is not finite (<tau> = "
+                    f"{tau.tolist()}); check the encoders' moments and the side views for NaN "
+                    "or inf, or lower the VAEs' learning rate"
+                )
             self.priors[name] = (
                 mean.to(self.device, torch.float32),
-                -torch.log(tau).to(self.device, torch.float32),
+                logvar.to(self.device, torch.float32),
             )
 
     # -- the alternating schedule -------------------------------------------------------------
 
     def fit(
-        self, data: FAVAEData, schedule: FAVAESchedule, train: TrainConfig
+        self,
+        data: FAVAEData,
+        schedule: FAVAESchedule,
+        train: TrainConfig,
+        resume: bool = False,
     ) -> dict[str, list[float]]:
         """Train with the alternating schedule; `train` sets the VAE epochs (its own `epochs`
         is ignored: the schedule counts them). One `Trainer` runs every VAE epoch, so the
         optimiser's state carries over the rounds.
+
+        With `train.checkpoint_path`, a full checkpoint (`Trainer.state_dict`: VAE weights with
+        the factor-analysis layer as their extra state, optimiser, RNG states, epoch, history
+        with the rounds' entries, and the schedule in `extra`) is written after every warm-up
+        epoch and every round; with `resume` and a checkpoint there, training continues from
+        it and ends as an uninterrupted run would (a finished run trains no further).
 
         Returns the trainer's per-epoch history (loss terms, `seconds`) and, per round,
         `fa_seconds` (sweeps), `encode_seconds` (latent views from the encoders), `fa_bound`
@@ -290,8 +321,25 @@ class FAVAE(nn.Module):
         that prediction uses a layer that matches them.
         """
         self._check_views(data)
-        trainer = Trainer(self, data, replace(train, epochs=0))
-        rounds: dict[str, list[float]] = defaultdict(list)
+        path = train.checkpoint_path
+        plan = asdict(schedule)
+        if resume and path is None:
+            raise ValueError("resume=True needs TrainConfig(checkpoint_path=...) to resume from")
+        if resume and Path(path).exists():
+            trainer = Trainer.resume(path, self, data, progress=train.progress)
+            if trainer.config.extra.get("favae_schedule") != plan:
+                raise CheckpointMismatchError(
+                    f"checkpoint {path} was made with schedule "
+                    f"{trainer.config.extra.get('favae_schedule')}, not {plan}; resume with "
+                    "that schedule or start afresh (resume=False)"
+                )
+        else:
+            # the trainer itself saves nothing: checkpoints fall only between rounds
+            extra = {**train.extra, "favae_schedule": plan}
+            trainer = Trainer(
+                self, data, replace(train, epochs=0, checkpoint_path=None, extra=extra)
+            )
+        history = trainer.history  # the rounds' entries join it, so checkpoints carry them
 
         def vae_epochs(n: int) -> None:
             for _ in range(n):
@@ -299,8 +347,15 @@ class FAVAE(nn.Module):
                 trainer.config.epochs = trainer.epoch + 1
                 trainer.fit()
 
-        vae_epochs(schedule.warmup_epochs)
-        for round_ in range(schedule.rounds + 1):  # the last pass only refits the layer
+        def checkpoint() -> None:
+            if path is not None:
+                trainer.save(path)
+
+        while trainer.epoch < schedule.warmup_epochs:
+            vae_epochs(1)
+            checkpoint()
+        # the last pass only refits the layer
+        for round_ in range(len(history["fa_seconds"]), schedule.rounds + 1):
             start = time.perf_counter()
             if self.fa is None:
                 self.start_fa(data)
@@ -308,14 +363,15 @@ class FAVAE(nn.Module):
                 self.refresh_latent_views(data)
             encoded = time.perf_counter()
             self.fa_sweeps(schedule.first_sweeps if round_ == 0 else schedule.sweeps)
-            rounds["encode_seconds"].append(encoded - start)
-            rounds["fa_seconds"].append(time.perf_counter() - encoded)
-            rounds["fa_bound"].append(self.fa.history[-1])
-            rounds["factors"].append(self.fa.k)
+            history["encode_seconds"].append(encoded - start)
+            history["fa_seconds"].append(time.perf_counter() - encoded)
+            history["fa_bound"].append(self.fa.history[-1])
+            history["factors"].append(self.fa.k)
             if round_ < schedule.rounds:
                 vae_epochs(schedule.epochs_per_round)
+            checkpoint()
         self.eval()
-        return {**trainer.history, **rounds}
+        return dict(history)
 
     # -- prediction across views --------------------------------------------------------------
 
