@@ -1,6 +1,7 @@
 """The four FA-VAE experiments end to end through the CLI, on a tiny stand-in for Sprites."""
 
 import json
+from dataclasses import replace
 
 import pytest
 import torch
@@ -122,3 +123,14 @@ def test_a_killed_run_resumed_with_resume_ends_as_an_uninterrupted_run(tmp_path,
     for model in ("history", "vae_history"):
         for term in ("total", "reconstruction", "kl"):
             assert resumed[model][term] == whole[model][term], (model, term)
+
+
+def test_run_refuses_a_split_its_config_does_not_describe_and_load_run_names_the_command(
+    tmp_path,
+):
+    config = favae_experiments.FAVAEExperiment(train_characters=5, test_characters=2, frames=(0,))
+    other = favae_experiments.split_for(replace(config, train_characters=6))
+    with pytest.raises(ValueError, match="split_for"):
+        favae_experiments.run(config, other)
+    with pytest.raises(FileNotFoundError, match="reproduce favae-domain"):
+        favae_experiments.load_run("domain", tmp_path, tmp_path)

@@ -21,6 +21,7 @@ run from them.
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -44,7 +45,7 @@ from vaebook.experiments.classifier import (
 from vaebook.experiments.common import environment, fit_resumable, save_model, write_results
 from vaebook.models import FAVAE, VAE, FAVAEConfig, FAVAEData, FAVAESchedule, VAEConfig
 from vaebook.probability import kl_normal, kl_to_standard_normal
-from vaebook.train import TrainConfig, seed_everything
+from vaebook.train import TrainConfig, load_checkpoint, seed_everything
 
 EXPERIMENT_NAMES = ("condition", "private-shared", "domain", "transfer")
 LEFT, RIGHT = 1, 2  # direction indices of SpritesData (front, left, right)
@@ -484,13 +485,40 @@ RUNS = {
 }
 
 
-def run(config: FAVAEExperiment) -> dict:
-    """Run config.experiment; write results/favae-<experiment>.json and the FA-VAE's checkpoint
-    checkpoints/favae-<experiment>.pt (VAE weights and the factor-analysis layer)."""
-    start = time.perf_counter()
-    train, test = sprites_split(
+def split_for(config: FAVAEExperiment) -> tuple[SpritesData, SpritesData]:
+    """The (train, test) Sprites split of `config` (characters, frames, seed)."""
+    return sprites_split(
         config.train_characters, config.test_characters, config.frames, config.seed
     )
+
+
+def _check_split(config: FAVAEExperiment, train: SpritesData, test: SpritesData) -> None:
+    """Refuse a split that `config` does not describe: the results would misreport it."""
+    for name, data, characters in (
+        ("train", train, config.train_characters),
+        ("test", test, config.test_characters),
+    ):
+        found = len(data.character.unique())
+        frames = tuple(sorted(data.frame.unique().tolist()))
+        if (characters is not None and found != characters) or frames != tuple(
+            sorted(config.frames)
+        ):
+            raise ValueError(
+                f"the {name} split holds {found} characters at frames {frames}, but the config "
+                f"asks for {characters} at {config.frames}; make it with split_for(config)"
+            )
+
+
+def run(config: FAVAEExperiment, split: tuple[SpritesData, SpritesData] | None = None) -> dict:
+    """Run config.experiment; write results/favae-<experiment>.json and the FA-VAE's checkpoint
+    checkpoints/favae-<experiment>.pt (VAE weights and the factor-analysis layer).
+
+    split: (train, test) from `split_for(config)` when the caller holds it already (the chapter
+    runs the four experiments on one split); None: loaded here.
+    """
+    start = time.perf_counter()
+    train, test = split if split is not None else split_for(config)
+    _check_split(config, train, test)
     reader, reader_accuracy = attribute_reader(config, train, test)
     model, metrics, extra = RUNS[config.experiment](config, train, test, reader)
     metrics["classifier_test_accuracy"] = reader_accuracy
@@ -505,3 +533,25 @@ def run(config: FAVAEExperiment) -> dict:
     }
     path = Path(config.results_dir) / f"{config.name}.json"
     return write_results(path, config.name, config, metrics, extra)
+
+
+def load_run(
+    experiment: str, results_dir: str | Path = "results", checkpoint_dir: str | Path = "checkpoints"
+) -> tuple[dict, FAVAEExperiment, FAVAE]:
+    """What `run` wrote for `experiment` (one of EXPERIMENT_NAMES): the results dict, its
+    experiment config and the trained FA-VAE (eval mode, on the CPU). Raises
+    FileNotFoundError naming the command that makes the files when they are absent."""
+    if experiment not in EXPERIMENT_NAMES:
+        raise ValueError(f"experiment must be one of {EXPERIMENT_NAMES}, got {experiment!r}")
+    results_path = Path(results_dir) / f"favae-{experiment}.json"
+    checkpoint = Path(checkpoint_dir) / f"favae-{experiment}.pt"
+    if not (results_path.exists() and checkpoint.exists()):
+        raise FileNotFoundError(
+            f"{results_path} or {checkpoint} is missing; make both with "
+            f"`python -m vaebook reproduce favae-{experiment}`"
+        )
+    results = json.loads(results_path.read_text())
+    config = FAVAEExperiment(**results["config"])
+    model = FAVAE(FAVAEConfig(**torch.load(checkpoint, weights_only=False)["model_config"]))
+    load_checkpoint(checkpoint, model)
+    return results, config, model.eval()
