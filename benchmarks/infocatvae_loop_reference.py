@@ -56,8 +56,10 @@ class LoopInfoCatVAE(nn.Module):
         # the information term as the paper states it: for every category, sample its mode,
         # decode, re-encode, and score the category
         info = 0.0
+        # one draw for all categories, so that the noise equals the package's draw
+        noise = torch.randn(cfg.categories, cfg.info_samples, cfg.latent_dim)
         for c in range(cfg.categories):
-            z = m.means[c] + torch.randn(cfg.info_samples, cfg.latent_dim)
+            z = m.means[c] + noise[c]
             scores = m.category_head(m.encoder(torch.sigmoid(m.decoder(z))))
             info = info + F.cross_entropy(scores, torch.full((cfg.info_samples,), c))
         info = info / cfg.categories

@@ -9,9 +9,12 @@ from collections.abc import Callable
 import torch
 
 
-def adam_step(model, x: torch.Tensor) -> Callable[[], None]:
-    """One Adam step on model.loss(x)["total"], as a function of no arguments."""
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+def adam_step(
+    model, x: torch.Tensor, optimizer: torch.optim.Optimizer | None = None
+) -> Callable[[], None]:
+    """One optimiser step on model.loss(x)["total"], as a function of no arguments; the
+    optimiser defaults to plain torch.optim.Adam, as in the papers' code."""
+    optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=1e-3)
 
     def step() -> None:
         loss = model.loss(x)["total"]
@@ -44,9 +47,10 @@ def print_speed_table(timed: dict[str, float], batch: int, setting: str) -> None
     """The table every speed benchmark prints: ms/step and samples/s per implementation, then
     the ratio of the first (the reference) to the last (ours)."""
     print(f"CPU, {torch.get_num_threads()} threads, {setting}")
-    print(f"| {'implementation':26} | {'ms/step':>8} | {'samples/s':>10} |")
-    print(f"| {'-' * 26} | {'-' * 8} | {'-' * 10} |")
+    width = max(len("implementation"), *map(len, timed))
+    print(f"| {'implementation':{width}} | {'ms/step':>8} | {'samples/s':>10} |")
+    print(f"| {'-' * width} | {'-' * 8} | {'-' * 10} |")
     for name, seconds in timed.items():
-        print(f"| {name:26} | {seconds * 1e3:8.2f} | {batch / seconds:10,.0f} |")
+        print(f"| {name:{width}} | {seconds * 1e3:8.2f} | {batch / seconds:10,.0f} |")
     first, *_, last = timed.values()
     print(f"speed-up (reference / ours): {first / last:.2f}x")

@@ -60,6 +60,10 @@ def test_batched_heads_equal_the_per_category_loop():
         loop_mean, loop_logvar = out.chunk(2, dim=-1)
         torch.testing.assert_close(mean[:, c], loop_mean)
         torch.testing.assert_close(logvar[:, c], loop_logvar)
+    # the mixed head: the same layer fed with q(c|x) instead of a one-hot
+    q = torch.rand(4, 3).softmax(-1)
+    mixed = (torch.cat([h, q], 1) @ weight.T + model.shared_head.bias).chunk(2, dim=-1)
+    torch.testing.assert_close(model.head(model.shared_head(h), q), mixed)
 
 
 def test_loss_terms_equal_a_hand_computation():

@@ -4,7 +4,7 @@ A model is an ``nn.Module`` with ``loss(batch) -> dict`` of named scalar terms w
 ``"total"`` is minimised. Models that need more than one optimiser or their own update order
 (adversarial baselines, a reverse cycle, factor-analysis rounds) define two hooks:
 
-- ``configure_optimizers(config: TrainConfig) -> list[Optimizer]`` (default: one Adam);
+- ``configure_optimizers(config: TrainConfig) -> list[Optimizer]`` (default: one ``adam``);
 - ``training_step(batch, optimizers) -> dict`` that computes, back-propagates and steps itself,
   returning the detached terms to log (default: backward of ``loss(batch)["total"]``).
 
@@ -80,6 +80,21 @@ def pick_device(name: str = "auto") -> torch.device:
     return device
 
 
+def adam(parameters, config: TrainConfig) -> torch.optim.Adam:
+    """Adam with the config's learning rate, betas and weight decay. Where the device has it,
+    the fused kernel: one pass per step over every parameter instead of about ten per tensor
+    (a third of a small model's step on CPU)."""
+    parameters = list(parameters)
+    fused = all(p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in parameters)
+    return torch.optim.Adam(
+        parameters,
+        lr=config.lr,
+        betas=config.betas,
+        weight_decay=config.weight_decay,
+        fused=fused,
+    )
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)
@@ -150,14 +165,7 @@ class Trainer:
         if hasattr(model, "configure_optimizers"):
             self.optimizers = list(model.configure_optimizers(config))
         else:
-            self.optimizers = [
-                torch.optim.Adam(
-                    model.parameters(),
-                    lr=config.lr,
-                    betas=config.betas,
-                    weight_decay=config.weight_decay,
-                )
-            ]
+            self.optimizers = [adam(model.parameters(), config)]
         self.schedulers = [
             torch.optim.lr_scheduler.MultiStepLR(opt, list(config.lr_milestones), config.lr_gamma)
             for opt in self.optimizers

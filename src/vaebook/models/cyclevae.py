@@ -23,7 +23,6 @@ summed over the pair's two images; KL summed over z and the pair, divided by bat
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -33,9 +32,7 @@ from vaebook.checks import check_images
 from vaebook.data import PairBatch
 from vaebook.nets import NORM_MODES, CycleDecoder, CycleEncoder, cycle_conv_features
 from vaebook.probability import kl_to_standard_normal, reparameterize
-
-if TYPE_CHECKING:
-    from vaebook.train import TrainConfig
+from vaebook.train import TrainConfig, adam
 
 ADVERSARIAL_METHODS = ("mathieu", "szabo")
 
@@ -178,8 +175,8 @@ class CycleVAE(PairModel):
         """Adam on encoder and decoder for the forward cycle, Adam on the encoder alone for the
         reverse cycle, both with the TrainConfig's learning rate and betas."""
         return [
-            torch.optim.Adam(self.parameters(), lr=config.lr, betas=config.betas),
-            torch.optim.Adam(self.encoder.parameters(), lr=config.lr, betas=config.betas),
+            adam(self.parameters(), config),
+            adam(self.encoder.parameters(), config),
         ]
 
     def training_step(
@@ -269,8 +266,8 @@ class PairAdversarial(PairModel):
         """Adam on encoder and decoder, Adam on the discriminator."""
         autoencoder = [*self.encoder.parameters(), *self.decoder.parameters()]
         return [
-            torch.optim.Adam(autoencoder, lr=config.lr, betas=config.betas),
-            torch.optim.Adam(self.discriminator.parameters(), lr=config.lr, betas=config.betas),
+            adam(autoencoder, config),
+            adam(self.discriminator.parameters(), config),
         ]
 
     def training_step(

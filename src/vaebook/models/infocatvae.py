@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from vaebook.checks import check_images
 from vaebook.nets import make_decoder, make_encoder
-from vaebook.probability import bernoulli_log_likelihood, kl_normal, reparameterize
+from vaebook.probability import bernoulli_log_likelihood, kl_to_standard_normal, reparameterize
 
 
 @dataclass
@@ -74,7 +74,8 @@ class InfoCatVAE(nn.Module):
         k, d = config.categories, config.latent_dim
         self.encoder = make_encoder(config.image_shape, config.arch, config.hidden)
         features = self.encoder.out_features
-        self.dropout = nn.Dropout(config.dropout)
+        # no dropout op at all when it is off: the step is a chain of small ops on CPU
+        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.category_head = nn.Linear(features, k)
         # Linear([h, onehot(c)]) = shared(h) + bias[c]: all K heads in one operation
         self.shared_head = nn.Linear(features, 2 * d)
@@ -83,25 +84,35 @@ class InfoCatVAE(nn.Module):
         self.register_buffer("means", prior_means(k, config.delta, config.mode_scale))
 
     # -- encoder ----------------------------------------------------------------------------
+    def features(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x: (B, C, H, W) -> category logits (B, K) and shared_head(h) (B, 2d), the part of
+        every z head that does not depend on the category."""
+        h = self.dropout(self.encoder(x))
+        return self.category_head(h), self.shared_head(h)
+
+    def head(self, shared: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The z head Linear([h, w]) = shared_head(h) + w @ category_bias, as mean and logvar.
+
+        shared: (B, 2d) from ``features``. weights: (B, K), a one-hot for one category's head
+        or q(c|x) for the authors' mixed head -> (B, d) each; None -> every category's head,
+        (B, K, d) each. The head is linear in w, so the mixed head is the q(c|x)-weighted sum
+        of the K heads, for the price of one (B, K) x (K, 2d) product.
+        """
+        if weights is None:
+            heads = shared.unsqueeze(1) + self.category_bias
+        else:
+            heads = shared + weights @ self.category_bias
+        mean, logvar = heads.chunk(2, dim=-1)
+        return mean, logvar
+
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """x: (B, C, H, W) -> category logits (B, K), and mean, logvar of q(z|x,c) for every
         category, each (B, K, d)."""
-        h = self.dropout(self.encoder(x))
-        heads = self.shared_head(h).unsqueeze(1) + self.category_bias  # (B, K, 2d)
-        mean, logvar = heads.chunk(2, dim=-1)
-        return self.category_head(h), mean, logvar
+        logits, shared = self.features(x)
+        return logits, *self.head(shared)
 
     def check_input(self, x: Tensor) -> None:
         check_images(x, self.config.image_shape)
-
-    @staticmethod
-    def mix_heads(weights: Tensor, mean: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
-        """The head fed with a soft category vector instead of a one-hot: weights (B, K) and the
-        K heads (B, K, d) -> mean, logvar (B, d). The head is linear in its category input, so
-        this is the weighted sum of the K heads."""
-        return torch.einsum("bk,bkd->bd", weights, mean), torch.einsum(
-            "bk,bkd->bd", weights, logvar
-        )
 
     def decode(self, z: Tensor) -> Tensor:
         """Pixel probabilities: z (B, d) -> (B, C, H, W) in [0, 1]."""
@@ -113,13 +124,14 @@ class InfoCatVAE(nn.Module):
         x = batch[0] if isinstance(batch, tuple | list) else batch
         self.check_input(x)
         cfg = self.config
-        logits, mean, logvar = self.encode(x)  # (B, K), (B, K, d), (B, K, d)
+        logits, shared = self.features(x)  # (B, K), (B, 2d)
         probs, log_probs = logits.softmax(-1), logits.log_softmax(-1)
+        mean, logvar = self.head(shared)  # every category's q(z|x,c): (B, K, d) each
         # reconstruction from the head fed with q(c|x) instead of a one-hot, as the authors do
-        z = reparameterize(*self.mix_heads(probs, mean, logvar))
+        z = reparameterize(*self.head(shared, probs))
         reconstruction = -bernoulli_log_likelihood(self.decoder(z), x).mean()
-        kl = (probs * kl_normal(mean, logvar, self.means, torch.zeros_like(self.means))).sum(1)
-        kl = kl.mean()
+        # KL(N(m, s^2) || N(mu_c, I)) = KL(N(m - mu_c, s^2) || N(0, I))
+        kl = (probs * kl_to_standard_normal(mean - self.means, logvar)).sum(1).mean()
         neg_entropy = (probs * log_probs).sum(1).mean()
         total = reconstruction + cfg.kl_weight * kl + cfg.entropy_weight * neg_entropy
         terms = {"reconstruction": reconstruction, "kl": kl, "neg_entropy": neg_entropy}
@@ -141,15 +153,14 @@ class InfoCatVAE(nn.Module):
             len(categories), self.config.latent_dim, device=self.means.device
         )
         generated = self.decode(z)
-        logits = self.category_head(self.dropout(self.encoder(generated)))
-        return F.cross_entropy(logits, categories)
+        return F.cross_entropy(self.features(generated)[0], categories)
 
     # -- use --------------------------------------------------------------------------------
     @torch.no_grad()
     def classify(self, x: Tensor) -> Tensor:
         """The most probable category of each image: (B, C, H, W) -> (B,) long."""
         self.check_input(x)
-        return self.category_head(self.dropout(self.encoder(x))).argmax(-1)
+        return self.features(x)[0].argmax(-1)
 
     @torch.no_grad()
     def sample(self, category: int, n: int, generator: torch.Generator | None = None) -> Tensor:
@@ -207,13 +218,12 @@ class GumbelCatVAE(InfoCatVAE):
     def loss(self, batch) -> dict[str, Tensor]:
         x = batch[0] if isinstance(batch, tuple | list) else batch
         self.check_input(x)
-        logits, mean, logvar = self.encode(x)
+        logits, shared = self.features(x)
         relaxed = F.gumbel_softmax(logits, tau=self.config.temperature)  # (B, K)
-        mean_c, logvar_c = self.mix_heads(relaxed, mean, logvar)
+        mean_c, logvar_c = self.head(shared, relaxed)
         z = reparameterize(mean_c, logvar_c)
         reconstruction = -bernoulli_log_likelihood(self.decoder(z), x).mean()
-        prior_mean = relaxed @ self.means
-        kl_z = kl_normal(mean_c, logvar_c, prior_mean, torch.zeros_like(prior_mean)).mean()
+        kl_z = kl_to_standard_normal(mean_c - relaxed @ self.means, logvar_c).mean()
         log_probs = logits.log_softmax(-1)
         kl_c = (log_probs.exp() * (log_probs + math.log(self.config.categories))).sum(1).mean()
         total = reconstruction + self.config.kl_weight * kl_z + self.config.entropy_weight * kl_c
