@@ -6,7 +6,7 @@ import torch
 from conftest import REPO, synthetic_images
 
 from vaebook.cli import main
-from vaebook.data import ImageData, load_images
+from vaebook.data import ImageData, load_images, random_shift
 from vaebook.experiments.infocatvae import InfoCatExperiment
 from vaebook.experiments.infocatvae import run as run_experiment
 from vaebook.metrics import clustering_accuracy
@@ -141,8 +141,33 @@ def test_gumbel_baseline_terms_and_gradients():
     assert model.category_head.weight.grad.abs().sum() > 0  # gradients flow through the relaxation
     with pytest.raises(ValueError, match="temperature"):
         GumbelCatVAEConfig(temperature=0.0)
-    with pytest.raises(ValueError, match="no information or balance term"):
+    with pytest.raises(ValueError, match="no information, balance or consistency term"):
         GumbelCatVAEConfig(balance_weight=100.0)
+
+
+def test_random_shift_moves_each_image_by_at_most_the_given_pixels():
+    x = torch.zeros(64, 1, 28, 28)
+    x[:, :, 12:16, 12:16] = 1.0
+    torch.manual_seed(0)
+    shifted = random_shift(x, 2.0)
+    rows = torch.arange(28.0).view(1, 1, 28, 1)
+    centre = (shifted * rows).sum((1, 2, 3)) / shifted.sum((1, 2, 3))
+    assert (centre - 13.5).abs().max() <= 2.0 + 1e-4  # the square's centre row moved <= 2 px
+    assert (centre - 13.5).abs().max() > 1.0  # and it does move
+    torch.testing.assert_close(shifted.sum((1, 2, 3)), x.sum((1, 2, 3)))  # nothing cut off
+    torch.testing.assert_close(random_shift(x, 0.0), x)
+
+
+def test_consistency_term_is_the_cross_entropy_to_the_unshifted_posterior():
+    model = _small(consistency_weight=1.0, consistency_shift=0.0).eval()
+    x = synthetic_images(4)
+    terms = model.loss(x)
+    q = model.encode(x)[0].softmax(-1)
+    # with no shift the copy is the image: the term is the entropy of q(c|x)
+    torch.testing.assert_close(terms["consistency"], -(q * q.log()).sum(1).mean())
+    terms["consistency"].backward()
+    assert model.category_head.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.decoder.parameters())  # the encoder only
 
 
 def _experiment_dir(tmp_path):

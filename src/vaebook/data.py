@@ -47,6 +47,20 @@ def as_float_images(x: Tensor) -> Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
+def random_shift(x: Tensor, pixels: float) -> Tensor:
+    """Each image moved by its own random translation of up to ``pixels`` in x and y
+    (bilinear, zeros shifted in): x (B, C, H, W) -> (B, C, H, W). An augmentation that keeps
+    the class of a digit or garment."""
+    b, _, h, w = x.shape
+    theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    # affine_grid works in [-1, 1] coordinates: one pixel is 2 / size
+    offsets = (torch.rand(b, 2, device=x.device, dtype=x.dtype) * 2 - 1) * pixels
+    theta[:, 0, 2], theta[:, 1, 2] = offsets[:, 0] * 2 / w, offsets[:, 1] * 2 / h
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, align_corners=False)
+
+
 @dataclass
 class ImageData:
     """Images (N, C, H, W) and optional labels (N,) long, on one device.

@@ -44,6 +44,7 @@ class InfoCatExperiment:
     kl_weight: float = 1.0
     entropy_weight: float = 1.0  # on sum_c q(c|x) log q(c|x); the ELBO's value is 1
     balance_weight: float = 0.0  # ours, not the paper's (0 = the paper's model)
+    consistency_weight: float = 0.0  # ours, not the paper's (0 = the paper's model)
     arch: str = "mlp"
     hidden: tuple[int, ...] = (400,)
     lr: float = 1e-3
@@ -79,7 +80,9 @@ class InfoCatExperiment:
             hidden=self.hidden,
             kl_weight=self.kl_weight,
             entropy_weight=self.entropy_weight,
-            balance_weight=self.balance_weight,  # the Gumbel baseline refuses a non-zero one
+            # the Gumbel baseline refuses non-zero ones of these two
+            balance_weight=self.balance_weight,
+            consistency_weight=self.consistency_weight,
         )
         if self.model == "gumbel":
             return GumbelCatVAE(GumbelCatVAEConfig(**common))

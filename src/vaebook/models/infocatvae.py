@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaebook.checks import check_images
+from vaebook.data import random_shift
 from vaebook.nets import make_decoder, make_encoder
 from vaebook.probability import bernoulli_log_likelihood, kl_to_standard_normal, reparameterize
 
@@ -40,6 +41,8 @@ class InfoCatVAEConfig:
     info_weight: float = 0.0  # 0: CatVAE; the authors' InfoCatVAE uses 100
     info_samples: int = 10  # generated images per category for the information term
     balance_weight: float = 0.0  # ours, not the paper's: entropy of the batch-mean q(c)
+    consistency_weight: float = 0.0  # ours: q(c|x) kept by shifted copies of x
+    consistency_shift: float = 2.0  # pixels, the largest shift of those copies
 
     def __post_init__(self):
         self.image_shape = tuple(self.image_shape)
@@ -142,6 +145,13 @@ class InfoCatVAE(nn.Module):
             batch_probs = probs.mean(0)
             terms["balance"] = (batch_probs * batch_probs.clamp_min(1e-12).log()).sum()
             total = total + cfg.balance_weight * terms["balance"]
+        if cfg.consistency_weight > 0:
+            # cross-entropy of a shifted copy's q(c|x') against q(c|x) held fixed (IMSAT's
+            # self-augmentation): a category must survive moves that keep the class
+            shifted_log_probs = self.features(random_shift(x, cfg.consistency_shift))[0]
+            shifted_log_probs = shifted_log_probs.log_softmax(-1)
+            terms["consistency"] = -(probs.detach() * shifted_log_probs).sum(1).mean()
+            total = total + cfg.consistency_weight * terms["consistency"]
         return {"total": total, **terms}
 
     def information_term(self, per_category: int) -> Tensor:
@@ -195,10 +205,10 @@ class GumbelCatVAEConfig(InfoCatVAEConfig):
         super().__post_init__()
         if self.temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {self.temperature}")
-        if self.info_weight or self.balance_weight:
+        if self.info_weight or self.balance_weight or self.consistency_weight:
             raise ValueError(
-                "the Gumbel-softmax baseline has no information or balance term; "
-                "set info_weight=0 and balance_weight=0, or use InfoCatVAE"
+                "the Gumbel-softmax baseline has no information, balance or consistency term; "
+                "set info_weight=0, balance_weight=0 and consistency_weight=0, or use InfoCatVAE"
             )
 
 
