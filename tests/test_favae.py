@@ -1,5 +1,7 @@
 """Tests of FA-VAE (`vaebook.models.favae`) on small synthetic multi-view data."""
 
+from contextlib import contextmanager
+
 import pytest
 import torch
 
@@ -207,7 +209,27 @@ class Killed(Exception):
     """Stands for a kill: raised inside a round, after the previous round's checkpoint."""
 
 
-def test_a_run_killed_after_a_round_resumes_to_the_uninterrupted_result(tmp_path, monkeypatch):
+@contextmanager
+def killed_in_round(round_: int):
+    """Within the block FA-VAE's sweeps of round `round_` (0: the first) raise Killed, as a
+    kill after round `round_ - 1` and its checkpoint would; the block must be killed."""
+    sweeps, calls = FAVAE.fa_sweeps, []
+
+    def killed(self, n):
+        calls.append(n)
+        if len(calls) == round_ + 1:
+            raise Killed
+        sweeps(self, n)
+
+    FAVAE.fa_sweeps = killed
+    try:
+        with pytest.raises(Killed):
+            yield
+    finally:
+        FAVAE.fa_sweeps = sweeps
+
+
+def test_a_run_killed_after_a_round_resumes_to_the_uninterrupted_result(tmp_path):
     images, labels = two_views(96, seed=2)
     schedule = FAVAESchedule(rounds=3, warmup_epochs=2, first_sweeps=5, sweeps=2)
 
@@ -220,21 +242,11 @@ def test_a_run_killed_after_a_round_resumes_to_the_uninterrupted_result(tmp_path
 
     model, history = run(str(tmp_path / "whole.pt"))
     path = str(tmp_path / "killed.pt")
-    sweeps, calls = FAVAE.fa_sweeps, []
-
-    def killed_in_round_2(self, n):
-        calls.append(n)
-        if len(calls) == 3:  # rounds 0 and 1 are done and saved
-            raise Killed
-        sweeps(self, n)
-
-    monkeypatch.setattr(FAVAE, "fa_sweeps", killed_in_round_2)
-    with pytest.raises(Killed):
+    with killed_in_round(2):
         run(path)
     saved = torch.load(path, weights_only=False)
     # warm-up, then rounds 0 and 1 (factor-analysis sweeps and one VAE epoch each)
     assert saved["epoch"] == 2 + 2 and len(saved["history"]["fa_bound"]) == 2
-    monkeypatch.setattr(FAVAE, "fa_sweeps", sweeps)
     resumed_model, resumed = run(path, resume=True)
     for term in ("total", "reconstruction", "kl", "fa_bound", "factors"):
         assert resumed[term] == history[term], term

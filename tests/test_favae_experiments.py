@@ -5,6 +5,7 @@ from dataclasses import replace
 
 import pytest
 import torch
+from test_favae import killed_in_round
 
 from vaebook.cli import main
 from vaebook.data import SpritesData
@@ -91,11 +92,7 @@ def test_experiment_config_refuses_bad_settings():
         favae_experiments.FAVAEExperiment(frames=(8,))
 
 
-class Killed(Exception):
-    """Stands for a kill: raised inside a round, after the previous round's checkpoint."""
-
-
-def test_a_killed_run_resumed_with_resume_ends_as_an_uninterrupted_run(tmp_path, monkeypatch):
+def test_a_killed_run_resumed_with_resume_ends_as_an_uninterrupted_run(tmp_path):
     def reproduce(folder, *flags):
         folders = ["--results-dir", str(folder), "--checkpoint-dir", str(folder)]
         torch.manual_seed(0)  # the attribute reader's initial weights
@@ -103,20 +100,10 @@ def test_a_killed_run_resumed_with_resume_ends_as_an_uninterrupted_run(tmp_path,
         return json.loads((folder / "favae-condition.json").read_text())
 
     whole = reproduce(tmp_path / "whole")
-    sweeps, calls = FAVAE.fa_sweeps, []
-
-    def killed_in_round_2(self, n):
-        calls.append(n)
-        if len(calls) == 3:  # rounds 0 and 1 are done and saved
-            raise Killed
-        sweeps(self, n)
-
-    monkeypatch.setattr(FAVAE, "fa_sweeps", killed_in_round_2)
-    with pytest.raises(Killed):
+    with killed_in_round(2):
         reproduce(tmp_path / "killed")
     saved = torch.load(tmp_path / "killed" / "runs" / "favae-condition.pt", weights_only=False)
     assert len(saved["history"]["fa_bound"]) == 2 and saved["epoch"] == 1 + 2
-    monkeypatch.setattr(FAVAE, "fa_sweeps", sweeps)
     resumed = reproduce(tmp_path / "killed", "--resume")
     assert resumed["command"].endswith("--resume")
     assert resumed["metrics"] == whole["metrics"]
