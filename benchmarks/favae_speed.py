@@ -13,11 +13,15 @@ The factor-analysis layer must stay under 20% of a round.
 
 import argparse
 import os
-import statistics
 
 import torch
 
-from vaebook.experiments.favae import FAVAEExperiment, attribute_views, sprites_split
+from vaebook.experiments.favae import (
+    FAVAEExperiment,
+    attribute_views,
+    round_seconds,
+    sprites_split,
+)
 from vaebook.models import FAVAE, FAVAEData
 
 
@@ -51,15 +55,12 @@ def main() -> None:
             {"image": train.images}, attribute_views(train.attributes, train.attribute_names)
         )
         history = model.fit(data, config.schedule(), config.train_config())
-        # rounds 1..rounds: history["seconds"] holds the warm-up epoch first
-        vae = statistics.median(history["seconds"][2:])
-        encode = statistics.median(history["encode_seconds"][1:-1])
-        fa_seconds = statistics.median(history["fa_seconds"][1:-1])
-        round_seconds = vae + encode + fa_seconds
+        seconds = round_seconds(history, config.schedule())
         print(
-            f"{len(train):>6} | {round_seconds:>7.2f} | {vae:>9.2f} | {encode:>7.2f} | "
-            f"{fa_seconds:>6.3f} | {100 * fa_seconds / round_seconds:>7.1f}% | "
-            f"{history['fa_seconds'][0]:>14.2f} | {model.fa.k:>3}"
+            f"{len(train):>6} | {seconds['round']:>7.2f} | {seconds['vae']:>9.2f} | "
+            f"{seconds['encode']:>7.2f} | {seconds['fa']:>6.3f} | "
+            f"{100 * seconds['fa_share']:>7.1f}% | {history['fa_seconds'][0]:>14.2f} | "
+            f"{model.fa.k:>3}"
         )
 
 

@@ -10,7 +10,7 @@ from test_favae import killed_in_round
 from vaebook.cli import main
 from vaebook.data import SpritesData
 from vaebook.experiments import favae as favae_experiments
-from vaebook.models import FAVAE, FAVAEConfig
+from vaebook.models import FAVAE, FAVAEConfig, FAVAESchedule
 from vaebook.train import load_checkpoint
 
 TRAIN_CHARACTERS, TEST_CHARACTERS = 12, 4
@@ -121,3 +121,16 @@ def test_run_refuses_a_split_its_config_does_not_describe_and_load_run_names_the
         favae_experiments.run(config, other)
     with pytest.raises(FileNotFoundError, match="reproduce favae-domain"):
         favae_experiments.load_run("domain", tmp_path, tmp_path)
+
+
+def test_round_seconds_are_medians_over_the_rounds_between_the_first_and_the_refit():
+    schedule = FAVAESchedule(rounds=4, epochs_per_round=2, warmup_epochs=1)
+    history = {
+        "seconds": [9.0, 1.0, 1.0, 2.0, 2.0, 3.0, 1.0, 4.0, 4.0],  # warm-up, then 4 rounds x 2
+        "encode_seconds": [5.0, 1.0, 2.0, 3.0, 5.0],  # rounds 0..4, the last the refit
+        "fa_seconds": [50.0, 1.0, 1.0, 4.0, 9.0],
+    }
+    seconds = favae_experiments.round_seconds(history, schedule)
+    assert seconds == {"vae": 4.0, "encode": 2.0, "fa": 1.0, "round": 7.0, "fa_share": 1 / 7}
+    with pytest.raises(ValueError, match="rounds >= 2"):
+        favae_experiments.round_seconds(history, FAVAESchedule(rounds=1))

@@ -22,6 +22,7 @@ run from them.
 from __future__ import annotations
 
 import json
+import statistics
 import time
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -287,6 +288,31 @@ def fit_favae(
     model = FAVAE(config.model_config(image_views, beta))
     train = replace(config.train_config(), checkpoint_path=str(config.run_checkpoint()))
     return model, model.fit(data, config.schedule(), train, resume=config.resume)
+
+
+def round_seconds(history: dict, schedule: FAVAESchedule) -> dict[str, float]:
+    """Median seconds of an FA-VAE round from `FAVAE.fit`'s history, over the rounds between
+    the first (which starts the layer with `first_sweeps`) and the final refit: `vae` (the
+    round's epochs), `encode` (latent views from the encoders), `fa` (sweeps and priors),
+    `round` (their sum) and `fa_share` (fa / round)."""
+    middle = range(1, schedule.rounds)
+    if not middle:
+        raise ValueError(
+            "round_seconds needs a schedule with rounds >= 2 (one between first and last)"
+        )
+    epochs = history["seconds"][schedule.warmup_epochs :]
+    per = schedule.epochs_per_round
+    vae = statistics.median(sum(epochs[r * per : (r + 1) * per]) for r in middle)
+    encode = statistics.median(history["encode_seconds"][r] for r in middle)
+    fa_seconds = statistics.median(history["fa_seconds"][r] for r in middle)
+    total = vae + encode + fa_seconds
+    return {
+        "vae": vae,
+        "encode": encode,
+        "fa": fa_seconds,
+        "round": total,
+        "fa_share": fa_seconds / total,
+    }
 
 
 def final(history: dict, key: str) -> float:
