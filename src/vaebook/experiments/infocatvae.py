@@ -45,6 +45,7 @@ class InfoCatExperiment:
     entropy_weight: float = 1.0  # on sum_c q(c|x) log q(c|x); the ELBO's value is 1
     balance_weight: float = 0.0  # ours, not the paper's (0 = the paper's model)
     consistency_weight: float = 0.0  # ours, not the paper's (0 = the paper's model)
+    consistency_shift: float = 2.0  # pixels, the largest shift of the consistency copies
     arch: str = "mlp"
     hidden: tuple[int, ...] = (400,)
     lr: float = 1e-3
@@ -83,6 +84,7 @@ class InfoCatExperiment:
             # the Gumbel baseline refuses non-zero ones of these two
             balance_weight=self.balance_weight,
             consistency_weight=self.consistency_weight,
+            consistency_shift=self.consistency_shift,
         )
         if self.model == "gumbel":
             return GumbelCatVAE(GumbelCatVAEConfig(**common))

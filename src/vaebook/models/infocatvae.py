@@ -93,6 +93,10 @@ class InfoCatVAE(nn.Module):
         h = self.dropout(self.encoder(x))
         return self.category_head(h), self.shared_head(h)
 
+    def category_logits(self, x: Tensor) -> Tensor:
+        """x: (B, C, H, W) -> logits of q(c|x), (B, K), without the z heads."""
+        return self.category_head(self.dropout(self.encoder(x)))
+
     def head(self, shared: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The z head Linear([h, w]) = shared_head(h) + w @ category_bias, as mean and logvar.
 
@@ -148,8 +152,8 @@ class InfoCatVAE(nn.Module):
         if cfg.consistency_weight > 0:
             # cross-entropy of a shifted copy's q(c|x') against q(c|x) held fixed (IMSAT's
             # self-augmentation): a category must survive moves that keep the class
-            shifted_log_probs = self.features(random_shift(x, cfg.consistency_shift))[0]
-            shifted_log_probs = shifted_log_probs.log_softmax(-1)
+            shifted = self.category_logits(random_shift(x, cfg.consistency_shift))
+            shifted_log_probs = shifted.log_softmax(-1)
             terms["consistency"] = -(probs.detach() * shifted_log_probs).sum(1).mean()
             total = total + cfg.consistency_weight * terms["consistency"]
         return {"total": total, **terms}
@@ -163,14 +167,14 @@ class InfoCatVAE(nn.Module):
             len(categories), self.config.latent_dim, device=self.means.device
         )
         generated = self.decode(z)
-        return F.cross_entropy(self.features(generated)[0], categories)
+        return F.cross_entropy(self.category_logits(generated), categories)
 
     # -- use --------------------------------------------------------------------------------
     @torch.no_grad()
     def classify(self, x: Tensor) -> Tensor:
         """The most probable category of each image: (B, C, H, W) -> (B,) long."""
         self.check_input(x)
-        return self.features(x)[0].argmax(-1)
+        return self.category_logits(x).argmax(-1)
 
     @torch.no_grad()
     def sample(self, category: int, n: int, generator: torch.Generator | None = None) -> Tensor:
