@@ -136,14 +136,21 @@ class InfoCatVAE(nn.Module):
         mean, logvar = self.head(shared)  # every category's q(z|x,c): (B, K, d) each
         # reconstruction from the head fed with q(c|x) instead of a one-hot, as the authors do
         z = reparameterize(*self.head(shared, probs))
-        reconstruction = -bernoulli_log_likelihood(self.decoder(z), x).mean()
+        if cfg.info_weight > 0:
+            categories, generated_z = self.information_samples(cfg.info_samples)
+            # one decoder pass for both: a larger product, and no gradient sum of two passes
+            decoded = self.decoder(torch.cat([z, generated_z]))
+            x_logits, generated_logits = decoded.split([len(z), len(generated_z)])
+        else:
+            x_logits = self.decoder(z)
+        reconstruction = -bernoulli_log_likelihood(x_logits, x).mean()
         # KL(N(m, s^2) || N(mu_c, I)) = KL(N(m - mu_c, s^2) || N(0, I))
         kl = (probs * kl_to_standard_normal(mean - self.means, logvar)).sum(1).mean()
         neg_entropy = (probs * log_probs).sum(1).mean()
         total = reconstruction + cfg.kl_weight * kl + cfg.entropy_weight * neg_entropy
         terms = {"reconstruction": reconstruction, "kl": kl, "neg_entropy": neg_entropy}
         if cfg.info_weight > 0:
-            terms["info"] = self.information_term(cfg.info_samples)
+            terms["info"] = self.information_score(categories, generated_logits)
             total = total + cfg.info_weight * terms["info"]
         if cfg.balance_weight > 0:
             batch_probs = probs.mean(0)
@@ -161,13 +168,21 @@ class InfoCatVAE(nn.Module):
     def information_term(self, per_category: int) -> Tensor:
         """Cross-entropy between c and q(c | decode(z)) for z ~ N(mu_c, I), per_category
         samples for every c; logits throughout. Gradients reach encoder and decoder."""
+        categories, z = self.information_samples(per_category)
+        return self.information_score(categories, self.decoder(z))
+
+    def information_samples(self, per_category: int) -> tuple[Tensor, Tensor]:
+        """The term's draws: categories (K * per_category,) long, each c per_category times,
+        and z ~ N(mu_c, I) for each, (K * per_category, d)."""
         k = self.config.categories
         categories = torch.arange(k, device=self.means.device).repeat_interleave(per_category)
-        z = self.means[categories] + torch.randn(
-            len(categories), self.config.latent_dim, device=self.means.device
-        )
-        generated = self.decode(z)
-        return F.cross_entropy(self.category_logits(generated), categories)
+        noise = torch.randn(len(categories), self.config.latent_dim, device=self.means.device)
+        return categories, self.means[categories] + noise
+
+    def information_score(self, categories: Tensor, decoded_logits: Tensor) -> Tensor:
+        """Cross-entropy between the categories (N,) and q(c | x~) for the generated images
+        x~ = sigmoid(decoded_logits) (N, C, H, W): the encoder reads what the decoder made."""
+        return F.cross_entropy(self.category_logits(torch.sigmoid(decoded_logits)), categories)
 
     # -- use --------------------------------------------------------------------------------
     @torch.no_grad()
