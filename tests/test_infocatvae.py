@@ -6,7 +6,7 @@ import torch
 from conftest import REPO, synthetic_images
 
 from vaebook.cli import main
-from vaebook.data import ImageData, load_images, random_shift
+from vaebook.data import ImageData, load_images, random_affine
 from vaebook.experiments.infocatvae import InfoCatExperiment
 from vaebook.experiments.infocatvae import run as run_experiment
 from vaebook.metrics import clustering_accuracy
@@ -145,17 +145,38 @@ def test_gumbel_baseline_terms_and_gradients():
         GumbelCatVAEConfig(balance_weight=100.0)
 
 
-def test_random_shift_moves_each_image_by_at_most_the_given_pixels():
+def test_random_affine_moves_each_image_by_at_most_the_given_pixels():
     x = torch.zeros(64, 1, 28, 28)
     x[:, :, 12:16, 12:16] = 1.0
     torch.manual_seed(0)
-    shifted = random_shift(x, 2.0)
+    shifted = random_affine(x, 2.0)
     rows = torch.arange(28.0).view(1, 1, 28, 1)
     centre = (shifted * rows).sum((1, 2, 3)) / shifted.sum((1, 2, 3))
     assert (centre - 13.5).abs().max() <= 2.0 + 1e-4  # the square's centre row moved <= 2 px
     assert (centre - 13.5).abs().max() > 1.0  # and it does move
     torch.testing.assert_close(shifted.sum((1, 2, 3)), x.sum((1, 2, 3)))  # nothing cut off
-    torch.testing.assert_close(random_shift(x, 0.0), x)
+    torch.testing.assert_close(random_affine(x, 0.0), x)
+
+
+def test_random_affine_rotates_and_scales_about_the_centre():
+    x = torch.zeros(256, 1, 28, 28)
+    x[:, :, 13:15, 4:24] = 1.0  # a horizontal bar through the centre, 20 px long
+    torch.manual_seed(0)
+    moved = random_affine(x, 0.0, degrees=30.0, zoom=0.2)
+    rows, cols = torch.arange(28.0).view(1, 1, 28, 1), torch.arange(28.0).view(1, 1, 1, 28)
+    mass = moved.sum((1, 2, 3))
+    centre_row = (moved * rows).sum((1, 2, 3)) / mass
+    centre_col = (moved * cols).sum((1, 2, 3)) / mass
+    torch.testing.assert_close(centre_row, torch.full_like(mass, 13.5), atol=0.05, rtol=0)
+    torch.testing.assert_close(centre_col, torch.full_like(mass, 13.5), atol=0.05, rtol=0)
+    # length and width change by the zoom factor, the area by its square: 40 px * [0.64, 1.44]
+    assert mass.min() > 0.8**2 * 40 * 0.95 and mass.max() < 1.2**2 * 40 * 1.05
+    assert mass.std() > 1.0  # the scale does vary
+    # rotation: the bar's vertical spread grows with the angle, up to sin(30 deg) of its length
+    spread = ((moved * (rows - centre_row.view(-1, 1, 1, 1)) ** 2).sum((1, 2, 3)) / mass).sqrt()
+    assert spread.max() > 3.0 and spread.min() < 1.0
+    with pytest.raises(ValueError, match="0 <= zoom < 1"):
+        random_affine(x, 0.0, zoom=1.0)
 
 
 def test_consistency_term_is_the_cross_entropy_to_the_unshifted_posterior():

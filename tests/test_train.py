@@ -75,6 +75,18 @@ def test_checkpoint_round_trip_and_mismatch(tmp_path):
         load_checkpoint(path, VAE(VAEConfig(latent_dim=5, hidden=(32,))))
 
 
+def test_checkpoint_from_before_a_config_field_existed_loads_only_at_its_default(tmp_path):
+    path = tmp_path / "old.pt"
+    model = VAE(VAEConfig(latent_dim=4, hidden=(32,)))
+    Trainer(model, _data(64), _config(epochs=1, checkpoint_path=str(path))).fit()
+    state = torch.load(path, weights_only=False)
+    del state["model_config"]["beta"]  # as if written before VAEConfig had beta
+    torch.save(state, path)
+    load_checkpoint(path, VAE(VAEConfig(latent_dim=4, hidden=(32,))))  # beta at its default
+    with pytest.raises(CheckpointMismatchError, match="from the checkpoint's config"):
+        load_checkpoint(path, VAE(VAEConfig(latent_dim=4, hidden=(32,), beta=2.0)))
+
+
 class TwoOptimiserModel(nn.Module):
     """Uses the trainer's hooks: two optimisers, its own update order."""
 

@@ -9,6 +9,7 @@ offline users point the variable at a folder that already holds them. Sprites li
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -47,16 +48,27 @@ def as_float_images(x: Tensor) -> Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
-def random_shift(x: Tensor, pixels: float) -> Tensor:
-    """Each image moved by its own random translation of up to ``pixels`` in x and y
-    (bilinear, zeros shifted in): x (B, C, H, W) -> (B, C, H, W). An augmentation that keeps
-    the class of a digit or garment."""
+def random_affine(x: Tensor, pixels: float, degrees: float = 0.0, zoom: float = 0.0) -> Tensor:
+    """Each image moved by its own random translation of up to ``pixels`` in x and y, rotated by
+    up to ``degrees`` either way and scaled by a factor in [1 - zoom, 1 + zoom] (bilinear, zeros
+    shifted in): x (B, C, H, W) -> (B, C, H, W). Augmentations that keep the class of a digit or
+    garment. With degrees = zoom = 0 it draws only the shifts (the same numbers as before)."""
     b, _, h, w = x.shape
+    if pixels < 0 or degrees < 0 or not 0 <= zoom < 1:
+        raise ValueError(
+            f"need pixels >= 0, degrees >= 0 and 0 <= zoom < 1, got {pixels}, {degrees}, {zoom}"
+        )
     theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
     # affine_grid works in [-1, 1] coordinates: one pixel is 2 / size
     offsets = (torch.rand(b, 2, device=x.device, dtype=x.dtype) * 2 - 1) * pixels
     theta[:, 0, 2], theta[:, 1, 2] = offsets[:, 0] * 2 / w, offsets[:, 1] * 2 / h
+    if degrees > 0 or zoom > 0:
+        angle, scale = (torch.rand(2, b, device=x.device, dtype=x.dtype) * 2 - 1).unbind()
+        angle, scale = angle * math.radians(degrees), 1 + scale * zoom
+        # the grid maps output to input coordinates: the inverse of rotate-then-scale
+        cos, sin = angle.cos() / scale, angle.sin() / scale
+        theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
     grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
     return torch.nn.functional.grid_sample(x, grid, align_corners=False)
 

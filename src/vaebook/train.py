@@ -19,7 +19,7 @@ import os
 import random
 import time
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 
 import numpy as np
@@ -108,11 +108,19 @@ def model_config(model: nn.Module) -> dict:
     return asdict(config) if config is not None else {}
 
 
-def _same_config(saved: dict, current: dict) -> bool:
+def _same_config(saved: dict, model: nn.Module) -> bool:
+    """Whether a checkpoint's config is the model's. A field the checkpoint lacks counts as
+    its default: the checkpoint was written before the field existed, when the model behaved
+    as the default does."""
+    current, config = model_config(model), getattr(model, "config", None)
+    defaults = {f.name: f.default for f in fields(config)} if config is not None else {}
+    saved = {**{k: defaults.get(k, MISSING) for k in current.keys() - saved.keys()}, **saved}
+
     # tuples become lists after a round trip through JSON or pickle-free storage
-    normalise = {k: list(v) if isinstance(v, tuple) else v for k, v in current.items()}
-    saved = {k: list(v) if isinstance(v, tuple) else v for k, v in saved.items()}
-    return saved == normalise
+    def normalise(d: dict) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+
+    return normalise(saved) == normalise(current)
 
 
 def save_atomic(state: dict, path: str | Path) -> None:
@@ -133,7 +141,7 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict:
         raise FileNotFoundError(f"no checkpoint at {path}; train first or check the path")
     state = torch.load(path, map_location="cpu", weights_only=False)
     cls, config = type(model).__name__, model_config(model)
-    if state.get("model_class") != cls or not _same_config(state.get("model_config", {}), config):
+    if state.get("model_class") != cls or not _same_config(state.get("model_config", {}), model):
         raise CheckpointMismatchError(
             f"checkpoint {path} holds a {state.get('model_class')} with config "
             f"{state.get('model_config')}, but the model is a {cls} with config {config}; "

@@ -53,6 +53,8 @@ class InfoCatExperiment:
     balance_weight: float = 0.0  # ours, not the paper's (0 = the paper's model)
     consistency_weight: float = 0.0  # ours, not the paper's (0 = the paper's model)
     consistency_shift: float = 2.0  # pixels, the largest shift of the consistency copies
+    consistency_degrees: float = 0.0  # their largest rotation
+    consistency_zoom: float = 0.0  # their largest relative change of scale
     arch: str = "mlp"
     hidden: tuple[int, ...] = (400,)
     lr: float = 1e-3
@@ -92,6 +94,8 @@ class InfoCatExperiment:
             balance_weight=self.balance_weight,
             consistency_weight=self.consistency_weight,
             consistency_shift=self.consistency_shift,
+            consistency_degrees=self.consistency_degrees,
+            consistency_zoom=self.consistency_zoom,
         )
         if self.model == "gumbel":
             return GumbelCatVAE(GumbelCatVAEConfig(**common))

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaebook.checks import check_images
-from vaebook.data import random_shift
+from vaebook.data import random_affine
 from vaebook.nets import make_decoder, make_encoder
 from vaebook.probability import bernoulli_log_likelihood, kl_to_standard_normal, reparameterize
 
@@ -43,6 +43,8 @@ class InfoCatVAEConfig:
     balance_weight: float = 0.0  # ours, not the paper's: entropy of the batch-mean q(c)
     consistency_weight: float = 0.0  # ours: q(c|x) kept by shifted copies of x
     consistency_shift: float = 2.0  # pixels, the largest shift of those copies
+    consistency_degrees: float = 0.0  # the largest rotation of those copies, either way
+    consistency_zoom: float = 0.0  # their scale factor lies in [1 - zoom, 1 + zoom]
 
     def __post_init__(self):
         self.image_shape = tuple(self.image_shape)
@@ -62,6 +64,10 @@ class InfoCatVAEConfig:
             )
         if self.mode_scale <= 0:
             raise ValueError(f"mode_scale (lambda) must be > 0, got {self.mode_scale}")
+        if self.consistency_shift < 0 or self.consistency_degrees < 0:
+            raise ValueError("consistency_shift and consistency_degrees must be >= 0")
+        if not 0 <= self.consistency_zoom < 1:
+            raise ValueError(f"consistency_zoom must lie in [0, 1), got {self.consistency_zoom}")
 
 
 def prior_means(categories: int, delta: int, scale: float) -> Tensor:
@@ -157,9 +163,12 @@ class InfoCatVAE(nn.Module):
             terms["balance"] = (batch_probs * batch_probs.clamp_min(1e-12).log()).sum()
             total = total + cfg.balance_weight * terms["balance"]
         if cfg.consistency_weight > 0:
-            # cross-entropy of a shifted copy's q(c|x') against q(c|x) held fixed (IMSAT's
+            # cross-entropy of a moved copy's q(c|x') against q(c|x) held fixed (IMSAT's
             # self-augmentation): a category must survive moves that keep the class
-            shifted = self.category_logits(random_shift(x, cfg.consistency_shift))
+            moved = random_affine(
+                x, cfg.consistency_shift, cfg.consistency_degrees, cfg.consistency_zoom
+            )
+            shifted = self.category_logits(moved)
             shifted_log_probs = shifted.log_softmax(-1)
             terms["consistency"] = -(probs.detach() * shifted_log_probs).sum(1).mean()
             total = total + cfg.consistency_weight * terms["consistency"]
