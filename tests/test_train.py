@@ -182,3 +182,27 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
     resumed = torch.load(killed + ".final")
     for name, tensor in expected.items():
         assert torch.equal(tensor, resumed[name]), f"{name} differs after resume"
+
+
+def test_load_or_train_loads_a_matching_checkpoint_and_trains_otherwise(tmp_path, capsys):
+    from vaebook.experiments.common import load_or_train, save_model
+
+    path = tmp_path / "book.pt"
+    saved = VAE(VAEConfig(latent_dim=4, hidden=(32,)))
+    save_model(path, saved, {"total": [1.0]}, epoch=7)
+    calls = []
+
+    def train(model):
+        calls.append(model)
+        return {"total": [2.0]}
+
+    model, history = load_or_train(VAE(VAEConfig(latent_dim=4, hidden=(32,))), path, train)
+    assert not calls and history == {"total": [1.0]} and not model.training
+    assert torch.equal(model.head.linear.weight, saved.head.linear.weight)
+    assert "7 epochs" in capsys.readouterr().out
+    for other, load in ((VAE(VAEConfig(latent_dim=5, hidden=(32,))), True), (saved, False)):
+        _, history = load_or_train(other, path, train, load=load)
+        assert calls[-1] is other and history == {"total": [2.0]}
+    assert "training here" in capsys.readouterr().out
+    load_or_train(saved, tmp_path / "missing.pt", train)
+    assert len(calls) == 3

@@ -7,6 +7,7 @@ import json
 import platform
 import statistics
 import subprocess
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, fields
 from datetime import datetime, timezone
 from pathlib import Path
@@ -14,7 +15,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vaebook.train import TrainConfig, Trainer, model_config, save_atomic
+from vaebook.train import (
+    CheckpointMismatchError,
+    TrainConfig,
+    Trainer,
+    load_checkpoint,
+    model_config,
+    save_atomic,
+)
 
 
 def git_commit() -> str:
@@ -133,3 +141,23 @@ def fit_resumable(
         trainer = Trainer(model, data, config, eval_data)
     trainer.fit()
     return trainer
+
+
+def load_or_train(
+    model: nn.Module, checkpoint: str | Path, train: Callable[[nn.Module], dict], load: bool = True
+) -> tuple[nn.Module, dict]:
+    """What a chapter does in book mode: the weights of ``checkpoint`` (written by the reproduce
+    command) when ``load`` is true and the file holds this model's class and config; else
+    ``train(model)``, which trains ``model`` in place and returns its history. Prints which of the
+    two happened. Returns the model on the CPU in eval mode and its per-epoch history."""
+    reason = "quick mode trains a small model"
+    if load:
+        try:
+            state = load_checkpoint(checkpoint, model)
+            print(f"loaded {Path(checkpoint).name}: {state['epoch']} epochs of the reproduce run")
+            return model.cpu().eval(), state["history"]
+        except (FileNotFoundError, CheckpointMismatchError) as error:
+            reason = str(error)
+    print(f"training here ({reason})")
+    history = train(model)
+    return model.cpu().eval(), history
