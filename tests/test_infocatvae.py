@@ -236,3 +236,26 @@ def test_cli_sets_any_config_field(tmp_path):
     assert "--set hidden=64" in saved["command"] and "--set seeds=3" in saved["command"]
     with pytest.raises(SystemExit):
         main(["reproduce", "catvae", "--set", "no_such_field=1"])
+
+
+def test_adversarial_perturbation_has_the_norm_and_beats_a_random_direction():
+    torch.manual_seed(0)
+    model = _small(consistency_weight=1.0, consistency_adversarial=2.0).eval()
+    x = synthetic_images(32)
+    target = model.category_logits(x).softmax(-1).detach()
+    r = model.adversarial_perturbation(x, target, 2.0)
+    torch.testing.assert_close(r.flatten(1).norm(dim=1), torch.full((32,), 2.0))
+    assert all(p.grad is None for p in model.parameters())  # a direction, not an update
+
+    def divergence(perturbation):
+        log_q = model.category_logits(x + perturbation).log_softmax(-1)
+        return (target * (target.log() - log_q)).sum(1)
+
+    random = torch.randn_like(x)
+    random = 2.0 * random / random.flatten(1).norm(dim=1).view(-1, 1, 1, 1)
+    assert divergence(r).mean() > 3 * divergence(random).mean()
+    terms = model.train().loss(x)
+    terms["total"].backward()
+    assert terms["consistency"] > 0 and model.category_head.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="consistency_adversarial must be >= 0"):
+        InfoCatVAEConfig(consistency_adversarial=-1.0)

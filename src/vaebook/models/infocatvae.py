@@ -45,6 +45,7 @@ class InfoCatVAEConfig:
     consistency_shift: float = 2.0  # pixels, the largest shift of those copies
     consistency_degrees: float = 0.0  # the largest rotation of those copies, either way
     consistency_zoom: float = 0.0  # their scale factor lies in [1 - zoom, 1 + zoom]
+    consistency_adversarial: float = 0.0  # L2 norm of a VAT perturbation added to them (0: none)
 
     def __post_init__(self):
         self.image_shape = tuple(self.image_shape)
@@ -64,8 +65,10 @@ class InfoCatVAEConfig:
             )
         if self.mode_scale <= 0:
             raise ValueError(f"mode_scale (lambda) must be > 0, got {self.mode_scale}")
-        if self.consistency_shift < 0 or self.consistency_degrees < 0:
-            raise ValueError("consistency_shift and consistency_degrees must be >= 0")
+        if min(self.consistency_shift, self.consistency_degrees, self.consistency_adversarial) < 0:
+            raise ValueError(
+                "consistency_shift, consistency_degrees and consistency_adversarial must be >= 0"
+            )
         if not 0 <= self.consistency_zoom < 1:
             raise ValueError(f"consistency_zoom must lie in [0, 1), got {self.consistency_zoom}")
 
@@ -168,11 +171,33 @@ class InfoCatVAE(nn.Module):
             moved = random_affine(
                 x, cfg.consistency_shift, cfg.consistency_degrees, cfg.consistency_zoom
             )
+            if cfg.consistency_adversarial > 0:
+                moved = moved + self.adversarial_perturbation(
+                    moved, probs.detach(), cfg.consistency_adversarial
+                )
             shifted = self.category_logits(moved)
             shifted_log_probs = shifted.log_softmax(-1)
             terms["consistency"] = -(probs.detach() * shifted_log_probs).sum(1).mean()
             total = total + cfg.consistency_weight * terms["consistency"]
         return {"total": total, **terms}
+
+    def adversarial_perturbation(self, x: Tensor, target: Tensor, norm: float) -> Tensor:
+        """Virtual adversarial training's perturbation (Miyato et al. 2018), as IMSAT uses it:
+        for each image the direction r, ||r|| = norm, that most raises KL(target || q(c|x + r)),
+        from one power iteration on a random start. x: (B, C, H, W), target: (B, K) probabilities
+        held fixed -> r (B, C, H, W), with no gradient to the parameters."""
+
+        def unit(v: Tensor) -> Tensor:
+            return v / v.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (v.dim() - 1))
+
+        # a probe step a tenth of the final norm: small enough for the quadratic regime, large
+        # enough that float32 does not cancel the change in q
+        probe = (0.1 * norm * unit(torch.randn_like(x))).requires_grad_()
+        with torch.enable_grad():
+            log_q = self.category_logits(x.detach() + probe).log_softmax(-1)
+            divergence = F.kl_div(log_q, target, reduction="batchmean")
+            (direction,) = torch.autograd.grad(divergence, probe)
+        return norm * unit(direction)
 
     def information_term(self, per_category: int) -> Tensor:
         """Cross-entropy between c and q(c | decode(z)) for z ~ N(mu_c, I), per_category
