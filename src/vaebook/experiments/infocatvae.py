@@ -28,13 +28,18 @@ MODELS = ("infocatvae", "catvae", "gumbel")
 
 # Ours, not the paper's (chapter 3, section 5): wider modes, a batch-level balance term instead of
 # the per-image entropy penalty, a heavier KL on z so that the category carries more, and a
-# consistency term that keeps the category of shifted copies.
+# consistency term that keeps the category of randomly moved copies under a small adversarial
+# perturbation (IMSAT's self-augmentation with VAT).
 OUR_SETTINGS = {
     "mode_scale": 5.0,
     "balance_weight": 100.0,
     "entropy_weight": 0.0,
     "kl_weight": 3.0,
     "consistency_weight": 100.0,
+    "consistency_shift": 2.0,
+    "consistency_degrees": 15.0,
+    "consistency_zoom": 0.1,
+    "consistency_adversarial": 1.0,
 }
 
 

@@ -183,9 +183,10 @@ class InfoCatVAE(nn.Module):
 
     def adversarial_perturbation(self, x: Tensor, target: Tensor, norm: float) -> Tensor:
         """Virtual adversarial training's perturbation (Miyato et al. 2018), as IMSAT uses it:
-        for each image the direction r, ||r|| = norm, that most raises KL(target || q(c|x + r)),
-        from one power iteration on a random start. x: (B, C, H, W), target: (B, K) probabilities
-        held fixed -> r (B, C, H, W), with no gradient to the parameters."""
+        for each image the r with ||r|| = norm along the gradient of KL(target || q(c|x + r)),
+        taken at a small random start (VAT's one power iteration when target is q(c|x) itself).
+        x: (B, C, H, W), target: (B, K) probabilities held fixed -> r (B, C, H, W); no gradient
+        reaches the parameters."""
 
         def unit(v: Tensor) -> Tensor:
             return v / v.flatten(1).norm(dim=1).clamp_min(1e-12).view(-1, *[1] * (v.dim() - 1))
