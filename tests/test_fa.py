@@ -326,3 +326,28 @@ def test_predict_from_a_real_and_a_binary_view_together():
     alone = model.predict({"x": x[test, :10]}, output="y")
     error_both = ((both - x[test, 10:]) ** 2).mean()
     assert error_both <= ((alone - x[test, 10:]) ** 2).mean() * 1.01
+
+
+def test_grow_gives_a_pruned_layer_the_factors_its_new_data_need():
+    # two latent views that first share one factor (encoders early in training), later three
+    z, loadings, (x, y) = factor_data(n=300, dims=(10, 8), shared=3, private=(0, 0), noise=0.3)
+    early = [v - z[:, 1:] @ w[:, 1:].T for v, w in zip((x, y), loadings, strict=True)]
+    var = torch.full_like(x[:, :1], 0.05)
+    model = fa.SSHIBA(
+        {"x": fa.Latent(early[0], var.expand_as(x)), "y": fa.Latent(early[1], var.expand_as(y))},
+        k=8,
+    ).fit(n_iter=200)
+    assert model.k == 1
+    model.replace_view("x", fa.Latent(x, var.expand_as(x)))
+    model.replace_view("y", fa.Latent(y, var.expand_as(y)))
+    model.fit(n_iter=100)
+    assert model.k == 1  # a pruned factor never returns by itself
+    assert model.grow(model.k) == 0
+    assert model.grow(8) == 7 and model.k == 8
+    model.fit(n_iter=200)
+    shared = (model.activity() > 0.05).all(0)
+    assert model.k == int(shared.sum()) == 3
+    learned = torch.cat([model.q["x"].W.mean, model.q["y"].W.mean])
+    assert principal_angle_deg(learned, torch.cat(loadings)) < 10.0
+    with pytest.raises(ValueError, match="positive number of factors"):
+        model.grow(0)

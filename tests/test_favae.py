@@ -190,6 +190,31 @@ def test_kl_ramp_of_the_schedule():
         FAVAESchedule(rounds=0)
 
 
+def test_regrow_gives_the_layer_back_factors_once_the_encoders_have_learnt(monkeypatch):
+    # no warm-up: the first round sees untrained encoders, and ARD keeps few factors
+    images, labels = two_views(128, seed=0)
+    grown = []
+    grow = fa.SSHIBA.grow
+    monkeypatch.setattr(fa.SSHIBA, "grow", lambda self, k: grown.append(k) or grow(self, k))
+
+    def factors(regrow: bool) -> list[int]:
+        data = FAVAEData(images, {"label": fa.Categorical(labels, n_classes=CLASSES)})
+        torch.manual_seed(0)
+        model = FAVAE(FAVAEConfig(image_views=("a", "b"), **SMALL))
+        schedule = FAVAESchedule(
+            rounds=4, warmup_epochs=0, first_sweeps=20, sweeps=3, regrow=regrow
+        )
+        config = TrainConfig(batch_size=32, device="cpu", progress=False)
+        return model.fit(data, schedule, config)["factors"]
+
+    fixed = factors(regrow=False)
+    assert not grown and max(fixed) == fixed[0] < SMALL["factors"]
+    regrown = factors(regrow=True)
+    # rounds 1..3 grow back to FAVAEConfig.factors; the first round and the final refit do not
+    assert grown == [SMALL["factors"]] * 3
+    assert regrown[0] == fixed[0] and max(regrown[1:]) > regrown[0]
+
+
 def test_errors_name_the_fix():
     images, labels = two_views(8, seed=0)
     with pytest.raises(ValueError, match="same N rows"):

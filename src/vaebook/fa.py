@@ -472,15 +472,21 @@ class SSHIBA:
         return torch.full(shape, value, dtype=self.dtype, device=self.device)
 
     def _initial_z(self, k: int) -> Tensor:
-        """Principal components of all views together (each scaled to unit total variance),
-        unit variance per column; random columns beyond the rank. PCA puts the signal in the
-        first columns, so ARD can switch the rest off quickly instead of untangling a rotation.
-        """
-        blocks = []
-        for view in self.views.values():
-            centred = view.x_mean - view.x_mean.mean(0)
-            blocks.append(centred / centred.norm().clamp(min=torch.finfo(self.dtype).tiny))
-        u, _, _ = torch.linalg.svd(torch.cat(blocks, 1), full_matrices=False)
+        """Principal components of all views together, unit variance per column: PCA puts the
+        signal in the first columns, so ARD can switch the rest off quickly instead of
+        untangling a rotation."""
+        return self._principal_columns([view.x_mean for view in self.views.values()], k)
+
+    def _principal_columns(self, blocks: list[Tensor], k: int) -> Tensor:
+        """k columns (N, k) of unit variance: the principal components of the (N, D_m) blocks
+        side by side, each block centred and scaled to unit total variance; random columns
+        (seeded by `config.seed`) beyond their rank."""
+        tiny = torch.finfo(self.dtype).tiny
+        scaled = []
+        for block in blocks:
+            centred = block - block.mean(0)
+            scaled.append(centred / centred.norm().clamp(min=tiny))
+        u, _, _ = torch.linalg.svd(torch.cat(scaled, 1), full_matrices=False)
         n = u.shape[0]
         generator = torch.Generator().manual_seed(self.config.seed)
         z = torch.randn(n, k, generator=generator, dtype=torch.float64).to(self.device, self.dtype)
@@ -488,15 +494,17 @@ class SSHIBA:
         z[:, :n_pc] = u[:, :n_pc] * math.sqrt(n)
         return z
 
+    def _initial_alpha(self, d: int, k: int) -> Gamma:
+        """q(alpha) of k new factors of a view with D = d columns: concentrated at alpha_init,
+        what an update would give, and a fixed value when update_alpha is off."""
+        shape = self.config.prior_a + d / 2
+        return Gamma(self._full((k,), shape), self._full((k,), shape / self.config.alpha_init))
+
     def _initial_posterior(self, view: View, k: int) -> ViewPosterior:
         cfg = self.config
         n, d = view.shape
-        # concentrated Gammas at the initial values: what an update would give, and a fixed
-        # value when update_alpha / update_tau is off
-        alpha_shape = cfg.prior_a + d / 2
-        alpha = Gamma(self._full((k,), alpha_shape), self._full((k,), alpha_shape / cfg.alpha_init))
         tau = None
-        if view.learn_tau:
+        if view.learn_tau:  # concentrated at tau_init, like q(alpha) at alpha_init
             tau_init = cfg.tau_init or 1 / float(view.x_mean.var(0).mean().clamp(min=1e-6))
             tau_shape = cfg.prior_a + n * d / 2
             tau = Gamma(self._full((), tau_shape), self._full((), tau_shape / tau_init))
@@ -504,7 +512,7 @@ class SSHIBA:
             W=GaussianRows(self._full((d, k), 0.0), self._eye(k)),
             b_mean=view.x_mean.mean(0),
             b_var=self._full((), 1.0),
-            alpha=alpha,
+            alpha=self._initial_alpha(d, k),
             tau=tau,
         )
 
@@ -667,6 +675,42 @@ class SSHIBA:
             q.alpha = Gamma(q.alpha.shape[keep], q.alpha.rate[keep])
             self._xtz[name] = self._xtz[name][:, keep]
         return removed
+
+    def grow(self, k: int) -> int:
+        """Add factors until there are k, for directions the current ones leave unexplained.
+
+        ARD prunes for good, so a layer fitted to data that carried little (e.g. the codes of
+        VAE encoders early in training) keeps few factors after those data gain structure
+        (`replace_view`); `grow` gives the next sweeps new factors to try, started as at
+        construction: their <Z> columns the principal components of the views' residuals
+        <X_m> - <Z><W_m>^T - <b_m>, their loadings 0 and q(alpha) at alpha_init. Sweeps prune
+        the ones the data do not support. Returns the number of factors added.
+        """
+        k = int(k)
+        if k < 1:
+            raise ValueError(f"k must be a positive number of factors, got {k}")
+        added = k - self.k
+        if added <= 0:
+            return 0
+        residuals = [
+            view.x_mean - self.q[name].mean_of(self.q_z.mean) for name, view in self.views.items()
+        ]
+        z_added = self._principal_columns(residuals, added)
+        self.q_z = GaussianRows(
+            torch.cat([self.q_z.mean, z_added], 1), torch.block_diag(self.q_z.cov, self._eye(added))
+        )
+        for name, q in self.q.items():
+            d = self.views[name].shape[1]
+            alpha = self._initial_alpha(d, added)
+            q.W = GaussianRows(
+                torch.cat([q.W.mean, self._full((d, added), 0.0)], 1),
+                torch.block_diag(q.W.cov, self._eye(added)),
+            )
+            q.alpha = Gamma(
+                torch.cat([q.alpha.shape, alpha.shape]), torch.cat([q.alpha.rate, alpha.rate])
+            )
+            self._xtz[name] = self.views[name].x_mean.T @ self.q_z.mean
+        return added
 
     # -- lower bound ---------------------------------------------------------------------------
 

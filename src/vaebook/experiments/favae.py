@@ -68,6 +68,7 @@ class FAVAEExperiment:
     first_sweeps: int = 50
     sweeps: int = 5
     beta_ramp_epochs: int = 0
+    regrow: bool = False  # give the layer back its pruned factors every round (FAVAESchedule)
     batch_size: int = 64
     lr: float = 1e-3
     classifier_epochs: int = 3
@@ -117,6 +118,7 @@ class FAVAEExperiment:
             first_sweeps=self.first_sweeps,
             sweeps=self.sweeps,
             beta_ramp_epochs=self.beta_ramp_epochs,
+            regrow=self.regrow,
         )
 
     def run_checkpoint(self, baseline: str = "") -> Path:

@@ -83,9 +83,12 @@ class FAVAESchedule:
     back, so a warm-up too short for the encoders to pick up what the labels describe leaves
     FA-VAE with one or two factors and no conditioning. Then `rounds` times: factor-analysis
     sweeps (the first round from SSHIBA's PCA start, later ones warm-started), `epochs_per_round`
-    VAE epochs against the refreshed prior, latent views refreshed from the encoders. The KL
-    weight rises linearly from beta / beta_ramp_epochs to beta over the first beta_ramp_epochs
-    epochs (0: no ramp).
+    VAE epochs against the refreshed prior, latent views refreshed from the encoders. With
+    `regrow`, every later round first gives the layer back the factors ARD pruned
+    (`SSHIBA.grow` to `FAVAEConfig.factors`), so that codes which learn more during the rounds
+    than before the first one get factors; the final refit adds none. The KL weight rises
+    linearly from beta / beta_ramp_epochs to beta over the first beta_ramp_epochs epochs (0: no
+    ramp).
     """
 
     rounds: int = 10
@@ -94,6 +97,7 @@ class FAVAESchedule:
     first_sweeps: int = 50
     sweeps: int = 5
     beta_ramp_epochs: int = 0
+    regrow: bool = False
 
     def __post_init__(self):
         if self.rounds < 1 or self.epochs_per_round < 1 or self.first_sweeps < 1:
@@ -362,6 +366,8 @@ class FAVAE(nn.Module):
             else:
                 self.refresh_latent_views(data)
             encoded = time.perf_counter()
+            if schedule.regrow and 0 < round_ < schedule.rounds:
+                self.fa.grow(self.config.factors)
             self.fa_sweeps(schedule.first_sweeps if round_ == 0 else schedule.sweeps)
             history["encode_seconds"].append(encoded - start)
             history["fa_seconds"].append(time.perf_counter() - encoded)
