@@ -351,3 +351,30 @@ def test_grow_gives_a_pruned_layer_the_factors_its_new_data_need():
     assert principal_angle_deg(learned, torch.cat(loadings)) < 10.0
     with pytest.raises(ValueError, match="positive number of factors"):
         model.grow(0)
+
+
+def test_for_prediction_predicts_as_the_full_layer_without_its_training_rows():
+    gen = torch.Generator().manual_seed(3)
+    z, _, (x, _) = factor_data(n=300, dims=(10, 8))
+    labels = (z[:, 0] > 0).long() + (z[:, 1] > 0).long()  # 3 classes
+    views = {"x": fa.Real(x), "t": fa.Categorical(labels), "b": second_view("multilabel", z, gen)}
+    model = fa.SSHIBA(views, k=6).fit(n_iter=100)
+    small = model.for_prediction()
+    new = x[:7] + 0.01
+    for output in ("t", "b"):
+        torch.testing.assert_close(
+            small.predict({"x": new}, output), model.predict({"x": new}, output)
+        )
+    torch.testing.assert_close(small.activity(), model.activity())
+    assert small.k == model.k and small.q_z.mean.shape == (0, model.k)
+    rows = [
+        t.untyped_storage().nbytes()
+        for v in small.views.values()
+        for t in vars(v).values()
+        if isinstance(t, torch.Tensor) and t.dim() > 0
+    ]
+    assert max(rows) == 0  # no storage of the training rows rides along into a checkpoint
+    with pytest.raises(RuntimeError, match="no training rows"):
+        small.fit(n_iter=1)
+    model.step()  # the full layer trains on, and the copy's posteriors do not move with it
+    assert not torch.equal(small.q["x"].W.mean, model.q["x"].W.mean)

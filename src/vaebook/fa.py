@@ -22,6 +22,7 @@ factors whose loadings vanish in every view are pruned. Read `SSHIBA.step` for o
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 from functools import cached_property
@@ -166,6 +167,10 @@ class View:
     def shape(self) -> tuple[int, int]:
         """(N, D) of the pseudo-data."""
         return tuple(self.x_mean.shape)
+
+    def empty(self) -> View:
+        """A view of the same kind and columns with no rows (unbound): a template for predict."""
+        return type(self)(self.data[:0].clone())  # a clone: a view of [:0] would keep all rows
 
 
 def _observed_mask(
@@ -378,6 +383,9 @@ class Categorical(View):
         self.mask = mask
         self.n_classes = int(labels.max()) + 1 if n_classes is None else n_classes
 
+    def empty(self) -> Categorical:
+        return Categorical(self.data[:0].clone(), n_classes=self.n_classes)
+
     def bind(self, dtype: torch.dtype, device: torch.device) -> None:
         n = self.data.shape[0]
         observed = _observed_mask(self.mask, (n,), device)
@@ -545,6 +553,12 @@ class SSHIBA:
 
         Returns the number of factors pruned.
         """
+        if self.q_z.mean.shape[0] == 0:
+            raise RuntimeError(
+                "this layer holds no training rows (made by `for_prediction` for a small "
+                "checkpoint), so it cannot be fitted further; fit a new layer on the data or "
+                "resume from the run's full checkpoint (checkpoints/runs/)"
+            )
         for name, view in self.views.items():
             self._update_view(view, self.q[name], self._xtz[name])
         self.q_z = self._posterior_z(self.views, self.q)
@@ -772,6 +786,20 @@ class SSHIBA:
             )
         self.views = {**self.views, name: view}
         self._xtz[name] = view.x_mean.T @ self.q_z.mean
+
+    def for_prediction(self) -> SSHIBA:
+        """A copy without the training rows: q(W), q(b), q(alpha), q(tau) and the view types,
+        which `predict`, `posterior_z` and `activity` use, and q(Z) for 0 rows. What a
+        checkpoint for predictions needs, at a fraction of the size; `step` and `fit` refuse it.
+        """
+        layer = copy.copy(self)
+        layer.views = {name: view.empty() for name, view in self.views.items()}
+        layer._bind_all(layer.views)
+        layer.q = copy.deepcopy(self.q)
+        layer.q_z = GaussianRows(self.q_z.mean[:0].clone(), self.q_z.cov)
+        layer._xtz = {name: xtz.clone() for name, xtz in self._xtz.items()}
+        layer.history, layer.pruned = list(self.history), list(self.pruned)
+        return layer
 
     def prior_moments(self, view: str) -> tuple[Tensor, Tensor]:
         """The prior that the rest of the model puts on a view's data, for FA-VAE.

@@ -551,6 +551,7 @@ def run(config: FAVAEExperiment, split: tuple[SpritesData, SpritesData] | None =
     model, metrics, extra = RUNS[config.experiment](config, train, test, reader)
     metrics["classifier_test_accuracy"] = reader_accuracy
     history = extra["history"]
+    model.fa = model.fa.for_prediction()  # the book predicts; resuming reads the run checkpoint
     save_model(Path(config.checkpoint_dir) / f"{config.name}.pt", model, history, config.epochs)
     extra = {
         **extra,
