@@ -376,5 +376,7 @@ def test_for_prediction_predicts_as_the_full_layer_without_its_training_rows():
     assert max(rows) == 0  # no storage of the training rows rides along into a checkpoint
     with pytest.raises(RuntimeError, match="no training rows"):
         small.fit(n_iter=1)
+    with pytest.raises(RuntimeError, match="no training rows"):
+        small.grow(model.k + 1)
     model.step()  # the full layer trains on, and the copy's posteriors do not move with it
     assert not torch.equal(small.q["x"].W.mean, model.q["x"].W.mean)

@@ -553,12 +553,7 @@ class SSHIBA:
 
         Returns the number of factors pruned.
         """
-        if self.q_z.mean.shape[0] == 0:
-            raise RuntimeError(
-                "this layer holds no training rows (made by `for_prediction` for a small "
-                "checkpoint), so it cannot be fitted further; fit a new layer on the data or "
-                "resume from the run's full checkpoint (checkpoints/runs/)"
-            )
+        self._require_training_rows()
         for name, view in self.views.items():
             self._update_view(view, self.q[name], self._xtz[name])
         self.q_z = self._posterior_z(self.views, self.q)
@@ -703,6 +698,7 @@ class SSHIBA:
         k = int(k)
         if k < 1:
             raise ValueError(f"k must be a positive number of factors, got {k}")
+        self._require_training_rows()
         added = k - self.k
         if added <= 0:
             return 0
@@ -797,9 +793,17 @@ class SSHIBA:
         layer._bind_all(layer.views)
         layer.q = copy.deepcopy(self.q)
         layer.q_z = GaussianRows(self.q_z.mean[:0].clone(), self.q_z.cov)
-        layer._xtz = {name: xtz.clone() for name, xtz in self._xtz.items()}
+        layer._xtz = {}  # <X>^T <Z> serves the sweeps only
         layer.history, layer.pruned = list(self.history), list(self.pruned)
         return layer
+
+    def _require_training_rows(self) -> None:
+        if self.q_z.mean.shape[0] == 0:
+            raise RuntimeError(
+                "this layer holds no training rows (made by `for_prediction` for a small "
+                "checkpoint), so it cannot be fitted further; fit a new layer on the data or "
+                "resume from the run's full checkpoint (checkpoints/runs/)"
+            )
 
     def prior_moments(self, view: str) -> tuple[Tensor, Tensor]:
         """The prior that the rest of the model puts on a view's data, for FA-VAE.
