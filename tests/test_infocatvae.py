@@ -259,3 +259,32 @@ def test_adversarial_perturbation_has_the_norm_and_beats_a_random_direction():
     assert terms["consistency"] > 0 and model.category_head.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="consistency_adversarial must be >= 0"):
         InfoCatVAEConfig(consistency_adversarial=-1.0)
+
+
+def test_restarts_keep_the_lowest_final_objective_and_restart_zero_is_the_plain_run(tmp_path):
+    folder = _experiment_dir(tmp_path)
+    common = dict(
+        epochs=1,
+        seeds=(0,),
+        train_size=500,
+        samples_per_category=5,
+        device="cpu",
+        progress=False,
+        results_dir=str(folder / "results"),
+        checkpoint_dir=str(folder),
+        save_checkpoint=False,
+    )
+    plain = run_experiment(InfoCatExperiment(**common))["runs"][0]
+    (run,) = run_experiment(InfoCatExperiment(restarts=3, tag="restarts", **common))["runs"]
+    objectives = [r["final_objective"] for r in run["restarts"]]
+    assert [r["seed"] for r in run["restarts"]] == [0, 1000, 2000]
+    assert len(set(objectives)) == 3  # three different starts
+    assert run["restart"] == objectives.index(min(objectives))
+    kept = run["restarts"][run["restart"]]
+    assert run["clustering_accuracy"] == kept["clustering_accuracy"]
+    assert run["final_terms"]["total"] == kept["final_objective"]
+    # restart 0 trains from the seed itself: the run without restarts, number for number
+    assert run["restarts"][0]["final_objective"] == plain["final_terms"]["total"]
+    assert run["restarts"][0]["clustering_accuracy"] == plain["clustering_accuracy"]
+    with pytest.raises(ValueError, match="restarts must be >= 1"):
+        InfoCatExperiment(restarts=0)
