@@ -203,8 +203,9 @@ def run(config: InfoCatExperiment) -> dict:
                 "final_objective": objective,
                 "clustering_accuracy": s["clustering_accuracy"],
                 "conditional_generation_accuracy": s["conditional_generation_accuracy"],
+                "train_seconds": sum(h["seconds"]),  # kept by the run checkpoint on --resume
             }
-            for objective, restart, _, _, _, s in candidates
+            for objective, restart, _, h, _, s in candidates
         ]
         per_seed.append(
             {
