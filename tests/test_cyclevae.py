@@ -263,6 +263,8 @@ def test_reproduce_writes_three_probes_in_both_norm_modes(tmp_path):
     load_checkpoint(tmp_path / "szabo-mnist-8.pt", model)
     with pytest.raises(ValueError, match="--dims 16"):
         CycleVAEExperiment(model="authors", dims=64)
+    # a further seed gets its own files beside the committed run's
+    assert CycleVAEExperiment(tag="seed1").name == "cyclevae-mnist-16-seed1"
 
 
 def test_a_resumed_reproduce_run_equals_an_uninterrupted_one(tmp_path):

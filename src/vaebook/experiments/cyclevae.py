@@ -64,6 +64,7 @@ class CycleVAEExperiment:
     checkpoint_dir: str = "checkpoints"
     resume: bool = False  # continue each seed from checkpoints/runs/<name>-seed<k>.pt
     progress: bool = True
+    tag: str = ""  # names a variant or a further seed: results/<model>-<dataset>-<dims>-<tag>.json
 
     def __post_init__(self):
         self.seeds = tuple(self.seeds)
@@ -83,7 +84,7 @@ class CycleVAEExperiment:
     @property
     def name(self) -> str:
         model = "cyclevae-authors" if self.model == "authors" else self.model
-        return f"{model}-{self.dataset}-{self.dims}"
+        return "-".join(filter(None, (model, self.dataset, str(self.dims), self.tag)))
 
     def build(self, image_shape: tuple[int, int, int]) -> CycleVAE | PairAdversarial:
         weight = self.reconstruction_weight or (3.0 if self.dims == 64 else 2.0)
