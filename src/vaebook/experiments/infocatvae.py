@@ -150,7 +150,9 @@ def measure(
     }
 
 
-RESTART_SEED_STRIDE = 1000  # restart r of seed s trains from seed s + 1000 r
+def restart_seed(seed: int, restart: int) -> int:
+    """The seed restart r of ``seed`` trains from: seed + 1000 r (restart 0 is the plain run)."""
+    return seed + 1000 * restart
 
 
 def train_restart(
@@ -158,7 +160,7 @@ def train_restart(
 ) -> tuple[InfoCatVAE, dict]:
     """Train one model of ``seed``'s ``restart``, resumable from checkpoints/runs/; returns the
     model on the CPU in eval mode and its per-epoch history."""
-    run_seed = seed + RESTART_SEED_STRIDE * restart
+    run_seed = restart_seed(seed, restart)
     seed_everything(run_seed)
     model = config.build()
     train_config = TrainConfig(
@@ -189,30 +191,30 @@ def run(config: InfoCatExperiment) -> dict:
     per_seed = []
     start = time.perf_counter()
     for seed in config.seeds:
-        candidates = []  # (final objective, restart, model, history, final terms, scores)
+        restarts, kept = [], None  # kept: (objective, restart, model, history, scores)
         for restart in range(config.restarts):
             model, history = train_restart(config, seed, restart, train)
-            final_terms = {k: v[-1] for k, v in history.items()}
             scores = measure(model, test, classifier, config.samples_per_category, seed)
-            candidates.append((final_terms["total"], restart, model, history, final_terms, scores))
-        _, chosen, model, history, final_terms, scores = min(candidates, key=lambda c: c[:2])
-        restarts = [
-            {
-                "restart": restart,
-                "seed": seed + RESTART_SEED_STRIDE * restart,
-                "final_objective": objective,
-                "clustering_accuracy": s["clustering_accuracy"],
-                "conditional_generation_accuracy": s["conditional_generation_accuracy"],
-                "train_seconds": sum(h["seconds"]),  # kept by the run checkpoint on --resume
-            }
-            for objective, restart, _, h, _, s in candidates
-        ]
+            objective = history["total"][-1]
+            restarts.append(
+                {
+                    "restart": restart,
+                    "seed": restart_seed(seed, restart),
+                    "final_objective": objective,
+                    "clustering_accuracy": scores["clustering_accuracy"],
+                    "conditional_generation_accuracy": scores["conditional_generation_accuracy"],
+                    "train_seconds": sum(history["seconds"]),  # kept by the run checkpoint
+                }
+            )
+            if kept is None or objective < kept[0]:
+                kept = (objective, restart, model, history, scores)
+        _, chosen, model, history, scores = kept
         per_seed.append(
             {
                 "seed": seed,
                 "restart": chosen,
                 **scores,
-                "final_terms": final_terms,
+                "final_terms": {k: v[-1] for k, v in history.items()},
                 "restarts": restarts,
             }
         )
