@@ -1,8 +1,10 @@
 import json
+import subprocess
 
 import pytest
 
 from vaebook.cli import main
+from vaebook.experiments.common import git_commit
 from vaebook.models import VAE, VAEConfig
 from vaebook.train import load_checkpoint
 
@@ -29,3 +31,25 @@ def test_unknown_experiment_is_refused(capsys):
     with pytest.raises(SystemExit):
         main(["reproduce", "gan"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_git_commit_is_dirty_only_for_edits_inside_the_package_folder(tmp_path):
+    def git(*args):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=tmp_path, check=True, capture_output=True,
+        )  # fmt: skip
+
+    package = tmp_path / "src"
+    package.mkdir()
+    (package / "model.py").write_text("x = 1\n")
+    (tmp_path / "chapter.md").write_text("text\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "start")
+    clean = git_commit(package)
+    assert len(clean) == 40 and not clean.endswith("-dirty")
+    (tmp_path / "chapter.md").write_text("edited while a run trains\n")
+    assert git_commit(package) == clean
+    (package / "model.py").write_text("x = 2\n")
+    assert git_commit(package) == clean + "-dirty"

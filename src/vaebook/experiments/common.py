@@ -24,16 +24,20 @@ from vaebook.train import (
     save_atomic,
 )
 
+PACKAGE = Path(__file__).resolve().parents[1]  # src/vaebook
 
-def git_commit() -> str:
-    """The checkout's commit, with '-dirty' when files differ from it; 'unknown' outside git."""
-    here = Path(__file__).parent
+
+def git_commit(folder: Path = PACKAGE) -> str:
+    """The commit checked out at `folder`, with '-dirty' when tracked files under `folder`
+    differ from it (by default the package, whose code makes the numbers); 'unknown' outside
+    git."""
+    here = folder
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
             cwd=here,
             capture_output=True,
             text=True,
@@ -44,6 +48,10 @@ def git_commit() -> str:
     return commit + ("-dirty" if dirty else "")
 
 
+# read once, when a run imports the package: edits made while it trains do not change it
+CODE_COMMIT = git_commit()
+
+
 def environment(device: torch.device) -> dict:
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor()
     return {
@@ -52,7 +60,7 @@ def environment(device: torch.device) -> dict:
         "torch": torch.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
-        "git_commit": git_commit(),
+        "git_commit": CODE_COMMIT,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
     }
 
