@@ -317,10 +317,11 @@ Multilabel = Binary
 Gaussian = Real
 
 # Trapezoid grid for the one-dimensional Gaussian integrals of the multinomial probit: the
-# integrands are smooth bumps, and a step of 0.25 gets them to ~1e-13 (checked against a grid
-# 50 times finer), deterministically, unlike Monte Carlo. Each row's grid is centred on its bump.
-_PROBIT_NODES = torch.linspace(-8.0, 8.0, 65, dtype=torch.float64)
-_PROBIT_STEP = 0.25
+# integrands are smooth bumps, and a step of 0.4 on [-7, 7] gets them to ~2e-9 of a grid 40 times
+# finer, deterministically, unlike Monte Carlo. Each row's grid is centred on its bump. These
+# integrals are most of a sweep's time with categorical views: 36 nodes cost half of 65.
+_PROBIT_NODES = torch.linspace(-7.0, 7.0, 36, dtype=torch.float64)
+_PROBIT_STEP = 0.4
 
 
 def _log_normal_pdf(x: Tensor) -> Tensor:
