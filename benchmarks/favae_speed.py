@@ -3,7 +3,8 @@ the factor-analysis layer against the VAEs.
 
 Rows: the training images of C random characters (3 actions x 3 directions x 4 frames each), one
 convolutional image VAE (64x64x3, D = 16), the four attributes as categorical views, K = 40, the
-experiment's schedule (5 sweeps and 1 VAE epoch per round). A round is
+experiment's schedule (5 sweeps and 1 VAE epoch per round) with regrowth, as in the committed runs
+(each round starts its sweeps at K = 40 again). A round is
 `fa` (the sweeps, the priors refreshed) + `encode` (the latent views refreshed from the encoders)
 + `vae` (one epoch); the first round, which runs 50 sweeps from the PCA start, is shown apart.
 The factor-analysis layer must stay under 20% of a round.
@@ -45,6 +46,7 @@ def main() -> None:
             train_characters=characters,
             rounds=args.rounds + 1,
             warmup_epochs=1,
+            regrow=True,  # as the committed runs: every round sweeps K = 40 factors again
             device="cpu",
             progress=False,
         )
