@@ -31,14 +31,13 @@ def git_commit(folder: Path = PACKAGE) -> str:
     """The commit checked out at `folder`, with '-dirty' when tracked files under `folder`
     differ from it (by default the package, whose code makes the numbers); 'unknown' outside
     git."""
-    here = folder
     try:
         commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True
+            ["git", "rev-parse", "HEAD"], cwd=folder, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", "."],
-            cwd=here,
+            cwd=folder,
             capture_output=True,
             text=True,
             check=True,
