@@ -67,6 +67,7 @@ class FAVAEExperiment:
     warmup_epochs: int = 4  # before the first FA round the latents must carry the attributes
     first_sweeps: int = 50
     sweeps: int = 5
+    beta: float = 1.0  # weight of the KL to the factor-analysis prior (transfer: transfer_beta)
     beta_ramp_epochs: int = 0
     regrow: bool = False  # give the layer back its pruned factors every round (FAVAESchedule)
     batch_size: int = 64
@@ -281,13 +282,17 @@ def train_vae(
 
 
 def fit_favae(
-    config: FAVAEExperiment, image_views: tuple[str, ...], data: FAVAEData, beta: float = 1.0
+    config: FAVAEExperiment,
+    image_views: tuple[str, ...],
+    data: FAVAEData,
+    beta: float | None = None,
 ) -> tuple[FAVAE, dict]:
     """An FA-VAE with `image_views`, built after seeding, trained on `data` with the
     experiment's schedule and a full checkpoint after every round at `config.run_checkpoint()`
-    (resumed from it with `config.resume`); returns the model and its history."""
+    (resumed from it with `config.resume`); returns the model and its history. beta: the KL
+    weight (None: `config.beta`)."""
     seed_everything(config.seed)
-    model = FAVAE(config.model_config(image_views, beta))
+    model = FAVAE(config.model_config(image_views, config.beta if beta is None else beta))
     train = replace(config.train_config(), checkpoint_path=str(config.run_checkpoint()))
     return model, model.fit(data, config.schedule(), train, resume=config.resume)
 
@@ -328,9 +333,9 @@ def run_condition(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
     names = train.attribute_names
     data = FAVAEData({"image": train.images}, attribute_views(train.attributes, names))
     model, history = fit_favae(config, ("image",), data)
-    vae, vae_history = train_vae(
-        config, "vae", model.config.vae_config(), train.images, config.epochs
-    )
+    # the vanilla VAE keeps the plain ELBO (beta 1) whatever KL weight the FA-VAE uses
+    vanilla = replace(model.config.vae_config(), beta=1.0)
+    vae, vae_history = train_vae(config, "vae", vanilla, train.images, config.epochs)
 
     source = {"image": model.encode("image", test.images)}  # encoded once, read four times
     predicted = torch.stack([model.predict(source, name).argmax(1).cpu() for name in names], 1)
