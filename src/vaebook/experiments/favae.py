@@ -61,6 +61,7 @@ class FAVAEExperiment:
     frames: tuple[int, ...] = (0, 2, 4, 6)  # animation frames used, of 0..7
     latent_dim: int = 16
     hidden: tuple[int, ...] = (256,)
+    likelihood: str = "bernoulli"  # of the image VAEs, or 'gaussian' (one learned variance)
     factors: int = 40
     rounds: int = 20
     epochs_per_round: int = 1
@@ -135,6 +136,7 @@ class FAVAEExperiment:
             latent_dim=self.latent_dim,
             hidden=self.hidden,
             arch="conv",
+            likelihood=self.likelihood,
             beta=beta,
             factors=self.factors,
             seed=self.seed,
