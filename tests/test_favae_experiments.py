@@ -59,7 +59,13 @@ QUICK = [
     "--device", "cpu", "--no-progress",
 ]  # fmt: skip
 METRICS = {
-    "condition": {"attribute_accuracy", "generation_accuracy", "loglik_gap_percent"},
+    "condition": {
+        "attribute_accuracy",
+        "generation_accuracy",
+        "loglik_gap_percent",
+        "code_probe_accuracy",
+        "reconstruction_accuracy",
+    },
     "private-shared": {"activity", "shared_factors", "left_to_right_shared_attribute_accuracy"},
     "domain": {"favae_translation_accuracy", "baseline_translation_accuracy"},
     "transfer": {"favae_test_r2", "beta_vae_test_r2", "favae_test_kl", "beta_vae_test_kl"},

@@ -44,6 +44,7 @@ from vaebook.experiments.classifier import (
     trained_attribute_reader,
 )
 from vaebook.experiments.common import environment, fit_resumable, save_model, write_results
+from vaebook.metrics import latent_probe
 from vaebook.models import FAVAE, VAE, FAVAEConfig, FAVAEData, FAVAESchedule, VAEConfig
 from vaebook.probability import kl_normal, kl_to_standard_normal
 from vaebook.train import TrainConfig, load_checkpoint, seed_everything
@@ -246,6 +247,29 @@ def posterior_means(vae: VAE, images: Tensor, batch_size: int = 500) -> tuple[Te
 
 
 @torch.no_grad()
+def reconstructions(vae: VAE, images: Tensor, batch_size: int = 500) -> Tensor:
+    """The decoded posterior means (N, C, H, W) in [0, 1] of `images`, float or uint8."""
+    means = posterior_means(vae, images, batch_size)[0]
+    return torch.cat([vae.decode(m).cpu() for m in means.split(batch_size)])
+
+
+def code_probes(vae: VAE, train: SpritesData, test: SpritesData) -> dict[str, dict[str, float]]:
+    """Test accuracy of probes that read each attribute from `vae`'s code means (train on
+    `train`, score on `test`): 'linear' (logistic regression, what a linear layer can read) and
+    'mlp' (Jha et al.'s 256-256 probe, what the codes hold at all), each {attribute: accuracy}."""
+    codes = [posterior_means(vae, data.images)[0].cpu() for data in (train, test)]
+    return {
+        kind: {
+            name: latent_probe(
+                codes[0], train.attributes[:, a], codes[1], test.attributes[:, a], hidden=hidden
+            )["test_accuracy"]
+            for a, name in enumerate(train.attribute_names)
+        }
+        for kind, hidden in (("linear", ()), ("mlp", (256, 256)))
+    }
+
+
+@torch.no_grad()
 def reconstruction_scores(vae: VAE, images: Tensor, batch_size: int = 500) -> dict[str, float]:
     """Held-out log p(x | h = posterior mean) per image (nats) and the pixel R^2 of the
     reconstructions, 1 - sum (x - x_hat)^2 / sum (x - mean pixel value)^2."""
@@ -361,6 +385,10 @@ def run_condition(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
     metrics = {
         "attribute_accuracy": agreement(predicted, test.attributes, names),
         "generation_accuracy": agreement(reader.read(generated), combinations, names),
+        # the ceiling of generation: what the reader sees in the decoder's own reconstructions
+        "reconstruction_accuracy": agreement(
+            reader.read(reconstructions(model.vaes["image"], test.images)), test.attributes, names
+        ),
         "combinations_generated": len(combinations),
         "favae_train_reconstruction_loglik": favae_loglik,
         "vae_train_reconstruction_loglik": vae_loglik,
@@ -370,6 +398,7 @@ def run_condition(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
         "favae_test_reconstruction_loglik": favae_test["loglik"],
         "vae_test_reconstruction_loglik": vae_test["loglik"],
         "factors": model.fa.k,
+        "code_probe_accuracy": code_probes(model.vaes["image"], train, test),
     }
     return model, metrics, {"history": history, "vae_history": vae_history}
 
