@@ -96,6 +96,10 @@ def test_experiment_config_refuses_bad_settings():
         favae_experiments.FAVAEExperiment(domain_a="walk", domain_b="walk")
     with pytest.raises(ValueError, match="frames must be some of 0..7"):
         favae_experiments.FAVAEExperiment(frames=(8,))
+    with pytest.raises(ValueError, match="likelihood must be 'bernoulli' or 'gaussian'"):
+        favae_experiments.FAVAEExperiment(likelihood="poisson")
+    with pytest.raises(ValueError, match="beta >= 0"):
+        favae_experiments.FAVAEExperiment(beta=-1.0)
 
 
 def test_a_killed_run_resumed_with_resume_ends_as_an_uninterrupted_run(tmp_path):

@@ -96,6 +96,11 @@ class FAVAEExperiment:
             raise ValueError(
                 f"experiment must be one of {EXPERIMENT_NAMES}, got {self.experiment!r}"
             )
+        if self.likelihood not in ("bernoulli", "gaussian") or self.beta < 0:
+            raise ValueError(
+                "likelihood must be 'bernoulli' or 'gaussian' and beta >= 0, got "
+                f"{self.likelihood!r} and {self.beta}"
+            )
         if not self.frames or not set(self.frames) <= set(range(8)):
             raise ValueError(f"frames must be some of 0..7, got {self.frames}")
         if {self.domain_a, self.domain_b} - set(ACTIONS) or self.domain_a == self.domain_b:
