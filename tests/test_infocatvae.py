@@ -179,6 +179,26 @@ def test_random_affine_rotates_and_scales_about_the_centre():
         random_affine(x, 0.0, zoom=1.0)
 
 
+def test_random_affine_shear_slants_a_vertical_bar_about_the_centre():
+    x = torch.zeros(256, 1, 28, 28)
+    x[:, :, 4:24, 13:15] = 1.0  # a vertical bar through the centre, 20 px long
+    torch.manual_seed(0)
+    moved = random_affine(x, 0.0, shear=0.4)
+    rows, cols = torch.arange(28.0).view(1, 1, 28, 1), torch.arange(28.0).view(1, 1, 1, 28)
+    mass = moved.sum((1, 2, 3))
+    torch.testing.assert_close(mass, x.sum((1, 2, 3)), atol=1.0, rtol=0)  # a shear keeps area
+    row = (moved * rows).sum((1, 2, 3)) / mass
+    col = (moved * cols).sum((1, 2, 3)) / mass
+    torch.testing.assert_close(col, torch.full_like(mass, 13.5), atol=0.05, rtol=0)
+    # slant = cov(col, row) / var(row) is the drawn shear k: within [-0.4, 0.4], both signs
+    dr, dc = rows - row.view(-1, 1, 1, 1), cols - col.view(-1, 1, 1, 1)
+    slant = (moved * dr * dc).sum((1, 2, 3)) / (moved * dr**2).sum((1, 2, 3))
+    assert slant.abs().max() <= 0.4 + 0.02 and slant.min() < -0.3 and slant.max() > 0.3
+    torch.testing.assert_close(random_affine(x, 0.0, shear=0.0), x)
+    with pytest.raises(ValueError, match="shear >= 0"):
+        random_affine(x, 0.0, shear=-0.1)
+
+
 def test_consistency_term_is_the_cross_entropy_to_the_unshifted_posterior():
     model = _small(consistency_weight=1.0, consistency_shift=0.0).eval()
     x = synthetic_images(4)
@@ -259,6 +279,8 @@ def test_adversarial_perturbation_has_the_norm_and_beats_a_random_direction():
     assert terms["consistency"] > 0 and model.category_head.weight.grad.abs().sum() > 0
     with pytest.raises(ValueError, match="consistency_adversarial must be >= 0"):
         InfoCatVAEConfig(consistency_adversarial=-1.0)
+    with pytest.raises(ValueError, match="consistency_shear and"):
+        InfoCatVAEConfig(consistency_shear=-0.1)
 
 
 def test_restarts_keep_the_lowest_final_objective_and_restart_zero_is_the_plain_run(tmp_path):

@@ -48,15 +48,19 @@ def as_float_images(x: Tensor) -> Tensor:
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
-def random_affine(x: Tensor, pixels: float, degrees: float = 0.0, zoom: float = 0.0) -> Tensor:
+def random_affine(
+    x: Tensor, pixels: float, degrees: float = 0.0, zoom: float = 0.0, shear: float = 0.0
+) -> Tensor:
     """Each image moved by its own random translation of up to ``pixels`` in x and y, rotated by
-    up to ``degrees`` either way and scaled by a factor in [1 - zoom, 1 + zoom] (bilinear, zeros
-    shifted in): x (B, C, H, W) -> (B, C, H, W). Augmentations that keep the class of a digit or
-    garment. With degrees = zoom = 0 it draws only the shifts (the same numbers as before)."""
+    up to ``degrees`` either way, scaled by a factor in [1 - zoom, 1 + zoom] and slanted by a
+    horizontal shear x -> x + k y with k in [-shear, shear] (bilinear, zeros shifted in):
+    x (B, C, H, W) -> (B, C, H, W). Augmentations that keep the class of a digit or garment.
+    Each move draws its numbers only when it is on, so turning one on leaves the others' draws."""
     b, _, h, w = x.shape
-    if pixels < 0 or degrees < 0 or not 0 <= zoom < 1:
+    if pixels < 0 or degrees < 0 or shear < 0 or not 0 <= zoom < 1:
         raise ValueError(
-            f"need pixels >= 0, degrees >= 0 and 0 <= zoom < 1, got {pixels}, {degrees}, {zoom}"
+            "need pixels >= 0, degrees >= 0, shear >= 0 and 0 <= zoom < 1, "
+            f"got {pixels}, {degrees}, {shear}, {zoom}"
         )
     theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
     theta[:, 0, 0] = theta[:, 1, 1] = 1.0
@@ -69,6 +73,10 @@ def random_affine(x: Tensor, pixels: float, degrees: float = 0.0, zoom: float = 
         # the grid maps output to input coordinates: the inverse of rotate-then-scale
         cos, sin = angle.cos() / scale, angle.sin() / scale
         theta[:, 0, 0], theta[:, 0, 1], theta[:, 1, 0], theta[:, 1, 1] = cos, -sin, sin, cos
+    if shear > 0:
+        # the handwriting slant: (input) = A [[1, k], [0, 1]] (output), k the shear
+        k = (torch.rand(b, device=x.device, dtype=x.dtype) * 2 - 1) * shear
+        theta[:, :, 1] = theta[:, :, 1] + k.unsqueeze(1) * theta[:, :, 0]
     grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
     return torch.nn.functional.grid_sample(x, grid, align_corners=False)
 

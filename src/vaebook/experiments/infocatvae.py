@@ -66,6 +66,7 @@ class InfoCatExperiment:
     consistency_shift: float = 2.0  # pixels, the largest shift of the consistency copies
     consistency_degrees: float = 0.0  # their largest rotation
     consistency_zoom: float = 0.0  # their largest relative change of scale
+    consistency_shear: float = 0.0  # their largest horizontal shear (slant)
     consistency_adversarial: float = 0.0  # L2 norm of a VAT perturbation added to them
     arch: str = "mlp"
     hidden: tuple[int, ...] = (400,)
@@ -110,6 +111,7 @@ class InfoCatExperiment:
             consistency_shift=self.consistency_shift,
             consistency_degrees=self.consistency_degrees,
             consistency_zoom=self.consistency_zoom,
+            consistency_shear=self.consistency_shear,
             consistency_adversarial=self.consistency_adversarial,
         )
         if self.model == "gumbel":

@@ -45,6 +45,7 @@ class InfoCatVAEConfig:
     consistency_shift: float = 2.0  # pixels, the largest shift of those copies
     consistency_degrees: float = 0.0  # the largest rotation of those copies, either way
     consistency_zoom: float = 0.0  # their scale factor lies in [1 - zoom, 1 + zoom]
+    consistency_shear: float = 0.0  # the largest horizontal shear (slant) of those copies
     consistency_adversarial: float = 0.0  # L2 norm of a VAT perturbation added to them (0: none)
 
     def __post_init__(self):
@@ -65,9 +66,16 @@ class InfoCatVAEConfig:
             )
         if self.mode_scale <= 0:
             raise ValueError(f"mode_scale (lambda) must be > 0, got {self.mode_scale}")
-        if min(self.consistency_shift, self.consistency_degrees, self.consistency_adversarial) < 0:
+        moves = (
+            self.consistency_shift,
+            self.consistency_degrees,
+            self.consistency_shear,
+            self.consistency_adversarial,
+        )
+        if min(moves) < 0:
             raise ValueError(
-                "consistency_shift, consistency_degrees and consistency_adversarial must be >= 0"
+                "consistency_shift, consistency_degrees, consistency_shear and "
+                f"consistency_adversarial must be >= 0, got {moves}"
             )
         if not 0 <= self.consistency_zoom < 1:
             raise ValueError(f"consistency_zoom must lie in [0, 1), got {self.consistency_zoom}")
@@ -169,7 +177,11 @@ class InfoCatVAE(nn.Module):
             # cross-entropy of a moved copy's q(c|x') against q(c|x) held fixed (IMSAT's
             # self-augmentation): a category must survive moves that keep the class
             moved = random_affine(
-                x, cfg.consistency_shift, cfg.consistency_degrees, cfg.consistency_zoom
+                x,
+                cfg.consistency_shift,
+                cfg.consistency_degrees,
+                cfg.consistency_zoom,
+                cfg.consistency_shear,
             )
             if cfg.consistency_adversarial > 0:
                 moved = moved + self.adversarial_perturbation(
