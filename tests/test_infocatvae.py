@@ -6,7 +6,7 @@ import torch
 from conftest import REPO, synthetic_images
 
 from vaebook.cli import main
-from vaebook.data import ImageData, load_images, random_affine
+from vaebook.data import ImageData, deskew, load_images, random_affine
 from vaebook.experiments.infocatvae import InfoCatExperiment
 from vaebook.experiments.infocatvae import run as run_experiment
 from vaebook.metrics import clustering_accuracy
@@ -197,6 +197,49 @@ def test_random_affine_shear_slants_a_vertical_bar_about_the_centre():
     torch.testing.assert_close(random_affine(x, 0.0, shear=0.0), x)
     with pytest.raises(ValueError, match="shear >= 0"):
         random_affine(x, 0.0, shear=-0.1)
+
+
+def _slant(x):
+    """Regression slope of column on row over the ink of each image: (B,)."""
+    rows, cols = torch.arange(28.0).view(1, 1, 28, 1), torch.arange(28.0).view(1, 1, 1, 28)
+    mass = x.sum((1, 2, 3))
+    dr = rows - ((x * rows).sum((1, 2, 3)) / mass).view(-1, 1, 1, 1)
+    dc = cols - ((x * cols).sum((1, 2, 3)) / mass).view(-1, 1, 1, 1)
+    return (x * dr * dc).sum((1, 2, 3)) / (x * dr**2).sum((1, 2, 3))
+
+
+def test_deskew_removes_the_slant_and_undoes_a_shear():
+    x = torch.zeros(32, 1, 28, 28)
+    x[:, :, 4:24, 12:14] = 1.0  # a vertical bar left of the centre, 20 px long
+    x[:, :, 18:22, 12:20] = 1.0  # and a foot, so the ink's centre is off the image's centre
+    torch.manual_seed(0)
+    slanted = random_affine(x, 0.0, shear=0.4)
+    assert _slant(slanted).abs().min() < 0.3 < _slant(slanted).abs().max()
+    straight = deskew(slanted)
+    torch.testing.assert_close(_slant(straight), torch.zeros(32), atol=1e-3, rtol=0)
+    # the same image whatever its slant, up to bilinear blur, and no ink lost
+    assert (straight - deskew(x)).abs().mean() < 0.03
+    torch.testing.assert_close(straight.sum((1, 2, 3)), x.sum((1, 2, 3)), atol=1.0, rtol=0)
+    torch.testing.assert_close(deskew(torch.zeros(2, 1, 28, 28)), torch.zeros(2, 1, 28, 28))
+
+
+def test_a_deskewing_encoder_gives_a_slanted_image_the_category_of_the_straight_one():
+    torch.manual_seed(0)
+    model = _small(deskew=True).eval()
+    x = torch.zeros(8, 1, 28, 28)
+    x[:, :, 4:24, 12:14] = 1.0
+    x[:, :, 18:22, 12:20] = 1.0
+    slanted = random_affine(x, 0.0, shear=0.4)
+    with torch.no_grad():
+        plain = model.category_logits(x).softmax(-1)
+        torch.testing.assert_close(
+            model.category_logits(slanted).softmax(-1), plain, atol=0.02, rtol=0
+        )
+        model.config.deskew = False  # without it the slant does move q(c|x)
+        assert (model.category_logits(slanted).softmax(-1) - plain).abs().max() > 0.02
+    model.config.deskew = True
+    terms = model.train().loss(slanted)
+    assert torch.isfinite(terms["total"])
 
 
 def test_consistency_term_is_the_cross_entropy_to_the_unshifted_posterior():

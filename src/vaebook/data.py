@@ -81,6 +81,29 @@ def random_affine(
     return torch.nn.functional.grid_sample(x, grid, align_corners=False)
 
 
+def deskew(x: Tensor) -> Tensor:
+    """Each image sheared horizontally about its centre of mass so that its slant, the
+    regression slope of column on row over the ink, becomes zero (the classic MNIST deskewing):
+    x (B, C, H, W) >= 0 -> (B, C, H, W). Blank images pass through unchanged."""
+    b, _, h, w = x.shape
+    ink = x.sum(1)  # (B, H, W)
+    mass = ink.sum((1, 2)).clamp_min(1e-8)
+    rows = torch.arange(h, device=x.device, dtype=x.dtype).view(1, h, 1)
+    cols = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, w)
+    row = (ink * rows).sum((1, 2)) / mass
+    col = (ink * cols).sum((1, 2)) / mass
+    d_row, d_col = rows - row.view(-1, 1, 1), cols - col.view(-1, 1, 1)
+    slant = (ink * d_row * d_col).sum((1, 2)) / (ink * d_row**2).sum((1, 2)).clamp_min(1e-8)
+    # output (r, c) reads input (r, c + slant (r - row)); in affine_grid's [-1, 1] coordinates
+    # one pixel is 2 / size, so the slope scales by h / w and the centre row moves to -1 + ...
+    theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
+    theta[:, 0, 0] = theta[:, 1, 1] = 1.0
+    theta[:, 0, 1] = slant * h / w
+    theta[:, 0, 2] = -slant * h / w * ((2 * row + 1) / h - 1)
+    grid = torch.nn.functional.affine_grid(theta, list(x.shape), align_corners=False)
+    return torch.nn.functional.grid_sample(x, grid, align_corners=False)
+
+
 @dataclass
 class ImageData:
     """Images (N, C, H, W) and optional labels (N,) long, on one device.

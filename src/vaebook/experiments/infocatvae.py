@@ -68,6 +68,7 @@ class InfoCatExperiment:
     consistency_zoom: float = 0.0  # their largest relative change of scale
     consistency_shear: float = 0.0  # their largest horizontal shear (slant)
     consistency_adversarial: float = 0.0  # L2 norm of a VAT perturbation added to them
+    deskew: bool = False  # ours: the encoder reads deskewed images
     arch: str = "mlp"
     hidden: tuple[int, ...] = (400,)
     lr: float = 1e-3
@@ -113,6 +114,7 @@ class InfoCatExperiment:
             consistency_zoom=self.consistency_zoom,
             consistency_shear=self.consistency_shear,
             consistency_adversarial=self.consistency_adversarial,
+            deskew=self.deskew,
         )
         if self.model == "gumbel":
             return GumbelCatVAE(GumbelCatVAEConfig(**common))

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from vaebook.checks import check_images
-from vaebook.data import random_affine
+from vaebook.data import deskew, random_affine
 from vaebook.nets import make_decoder, make_encoder
 from vaebook.probability import bernoulli_log_likelihood, kl_to_standard_normal, reparameterize
 
@@ -47,6 +47,7 @@ class InfoCatVAEConfig:
     consistency_zoom: float = 0.0  # their scale factor lies in [1 - zoom, 1 + zoom]
     consistency_shear: float = 0.0  # the largest horizontal shear (slant) of those copies
     consistency_adversarial: float = 0.0  # L2 norm of a VAT perturbation added to them (0: none)
+    deskew: bool = False  # ours: the encoder reads x with its slant removed; z must carry slant
 
     def __post_init__(self):
         self.image_shape = tuple(self.image_shape)
@@ -107,12 +108,17 @@ class InfoCatVAE(nn.Module):
     def features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x: (B, C, H, W) -> category logits (B, K) and shared_head(h) (B, 2d), the part of
         every z head that does not depend on the category."""
-        h = self.dropout(self.encoder(x))
+        h = self.dropout(self.encoder(self.encoder_input(x)))
         return self.category_head(h), self.shared_head(h)
 
     def category_logits(self, x: Tensor) -> Tensor:
         """x: (B, C, H, W) -> logits of q(c|x), (B, K), without the z heads."""
-        return self.category_head(self.dropout(self.encoder(x)))
+        return self.category_head(self.dropout(self.encoder(self.encoder_input(x))))
+
+    def encoder_input(self, x: Tensor) -> Tensor:
+        """What the encoder reads: x itself, or x deskewed (``config.deskew``), so that
+        categories cannot split a digit by its slant."""
+        return deskew(x) if self.config.deskew else x
 
     def head(self, shared: Tensor, weights: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The z head Linear([h, w]) = shared_head(h) + w @ category_bias, as mean and logvar.
