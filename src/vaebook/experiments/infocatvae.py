@@ -34,7 +34,7 @@ MODELS = ("infocatvae", "catvae", "gumbel")
 # Ours, not the paper's (chapter 3, section 5): wider modes, a batch-level balance term instead of
 # the per-image entropy penalty, a heavier KL on z so that the category carries more, and a
 # consistency term that keeps the category of randomly moved copies under a small adversarial
-# perturbation (IMSAT's self-augmentation with VAT).
+# perturbation (IMSAT's self-augmentation with VAT), and an encoder that reads deskewed images.
 OUR_SETTINGS = {
     "mode_scale": 5.0,
     "balance_weight": 100.0,
@@ -45,6 +45,7 @@ OUR_SETTINGS = {
     "consistency_degrees": 15.0,
     "consistency_zoom": 0.1,
     "consistency_adversarial": 1.0,
+    "deskew": True,
 }
 
 
