@@ -6,7 +6,7 @@ import torch
 from conftest import REPO, synthetic_images
 
 from vaebook.cli import main
-from vaebook.data import ImageData, deskew, load_images, random_affine
+from vaebook.data import ImageData, deskew, load_images, random_affine, slant
 from vaebook.experiments.infocatvae import InfoCatExperiment
 from vaebook.experiments.infocatvae import run as run_experiment
 from vaebook.metrics import clustering_accuracy
@@ -184,28 +184,17 @@ def test_random_affine_shear_slants_a_vertical_bar_about_the_centre():
     x[:, :, 4:24, 13:15] = 1.0  # a vertical bar through the centre, 20 px long
     torch.manual_seed(0)
     moved = random_affine(x, 0.0, shear=0.4)
-    rows, cols = torch.arange(28.0).view(1, 1, 28, 1), torch.arange(28.0).view(1, 1, 1, 28)
+    cols = torch.arange(28.0).view(1, 1, 1, 28)
     mass = moved.sum((1, 2, 3))
     torch.testing.assert_close(mass, x.sum((1, 2, 3)), atol=1.0, rtol=0)  # a shear keeps area
-    row = (moved * rows).sum((1, 2, 3)) / mass
     col = (moved * cols).sum((1, 2, 3)) / mass
     torch.testing.assert_close(col, torch.full_like(mass, 13.5), atol=0.05, rtol=0)
-    # slant = cov(col, row) / var(row) is the drawn shear k: within [-0.4, 0.4], both signs
-    dr, dc = rows - row.view(-1, 1, 1, 1), cols - col.view(-1, 1, 1, 1)
-    slant = (moved * dr * dc).sum((1, 2, 3)) / (moved * dr**2).sum((1, 2, 3))
-    assert slant.abs().max() <= 0.4 + 0.02 and slant.min() < -0.3 and slant.max() > 0.3
+    # the drawn shear k is minus the bar's slant: within [-0.4, 0.4], both signs
+    slants = slant(moved)
+    assert slants.abs().max() <= 0.4 + 0.02 and slants.min() < -0.3 and slants.max() > 0.3
     torch.testing.assert_close(random_affine(x, 0.0, shear=0.0), x)
     with pytest.raises(ValueError, match="shear >= 0"):
         random_affine(x, 0.0, shear=-0.1)
-
-
-def _slant(x):
-    """Regression slope of column on row over the ink of each image: (B,)."""
-    rows, cols = torch.arange(28.0).view(1, 1, 28, 1), torch.arange(28.0).view(1, 1, 1, 28)
-    mass = x.sum((1, 2, 3))
-    dr = rows - ((x * rows).sum((1, 2, 3)) / mass).view(-1, 1, 1, 1)
-    dc = cols - ((x * cols).sum((1, 2, 3)) / mass).view(-1, 1, 1, 1)
-    return (x * dr * dc).sum((1, 2, 3)) / (x * dr**2).sum((1, 2, 3))
 
 
 def test_deskew_removes_the_slant_and_undoes_a_shear():
@@ -214,13 +203,15 @@ def test_deskew_removes_the_slant_and_undoes_a_shear():
     x[:, :, 18:22, 12:20] = 1.0  # and a foot, so the ink's centre is off the image's centre
     torch.manual_seed(0)
     slanted = random_affine(x, 0.0, shear=0.4)
-    assert _slant(slanted).abs().min() < 0.3 < _slant(slanted).abs().max()
+    assert slant(slanted).abs().min() < 0.3 < slant(slanted).abs().max()
     straight = deskew(slanted)
-    torch.testing.assert_close(_slant(straight), torch.zeros(32), atol=1e-3, rtol=0)
+    torch.testing.assert_close(slant(straight), torch.zeros(32), atol=1e-3, rtol=0)
     # the same image whatever its slant, up to bilinear blur, and no ink lost
     assert (straight - deskew(x)).abs().mean() < 0.03
     torch.testing.assert_close(straight.sum((1, 2, 3)), x.sum((1, 2, 3)), atol=1.0, rtol=0)
     torch.testing.assert_close(deskew(torch.zeros(2, 1, 28, 28)), torch.zeros(2, 1, 28, 28))
+    diagonal = torch.eye(28).view(1, 1, 28, 28)  # going down, the ink moves right one per row
+    torch.testing.assert_close(slant(diagonal), torch.ones(1))
 
 
 def test_a_deskewing_encoder_gives_a_slanted_image_the_category_of_the_straight_one():
