@@ -81,8 +81,8 @@ def random_affine(
     return torch.nn.functional.grid_sample(x, grid, align_corners=False)
 
 
-def _ink_moments(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-    """Centre row (B,), centre column (B,) and slant (B,) of the ink of x (B, C, H, W) >= 0."""
+def _ink_moments(x: Tensor) -> tuple[Tensor, Tensor]:
+    """Centre row (B,) and slant (B,) of the ink of x (B, C, H, W) >= 0."""
     _, _, h, w = x.shape
     ink = x.sum(1)  # (B, H, W)
     mass = ink.sum((1, 2)).clamp_min(1e-8)
@@ -92,13 +92,13 @@ def _ink_moments(x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     col = (ink * cols).sum((1, 2)) / mass
     d_row, d_col = rows - row.view(-1, 1, 1), cols - col.view(-1, 1, 1)
     slope = (ink * d_row * d_col).sum((1, 2)) / (ink * d_row**2).sum((1, 2)).clamp_min(1e-8)
-    return row, col, slope
+    return row, slope
 
 
 def slant(x: Tensor) -> Tensor:
     """The slant of each image, the regression slope of column on row over its ink (pixel
     values as weights; positive leans right going down): x (B, C, H, W) >= 0 -> (B,)."""
-    return _ink_moments(x)[2]
+    return _ink_moments(x)[1]
 
 
 def deskew(x: Tensor) -> Tensor:
@@ -106,7 +106,7 @@ def deskew(x: Tensor) -> Tensor:
     zero (the classic MNIST deskewing): x (B, C, H, W) >= 0 -> (B, C, H, W). Blank images pass
     through unchanged."""
     b, _, h, w = x.shape
-    row, _, slope = _ink_moments(x)
+    row, slope = _ink_moments(x)
     # output (r, c) reads input (r, c + slope (r - row)); in affine_grid's [-1, 1] coordinates
     # one pixel is 2 / size, so the slope scales by h / w and row becomes (2 row + 1) / h - 1
     theta = torch.zeros(b, 2, 3, device=x.device, dtype=x.dtype)
