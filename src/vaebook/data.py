@@ -82,9 +82,10 @@ def random_affine(
 
 
 def _ink_moments(x: Tensor) -> tuple[Tensor, Tensor]:
-    """Centre row (B,) and slant (B,) of the ink of x (B, C, H, W) >= 0."""
+    """Centre row (B,) and slant (B,) of the ink of x (B, C, H, W); values below 0 (an
+    adversarial perturbation's) are no ink and weigh nothing."""
     _, _, h, w = x.shape
-    ink = x.sum(1)  # (B, H, W)
+    ink = x.clamp_min(0).sum(1)  # (B, H, W)
     mass = ink.sum((1, 2)).clamp_min(1e-8)
     rows = torch.arange(h, device=x.device, dtype=x.dtype).view(1, h, 1)
     cols = torch.arange(w, device=x.device, dtype=x.dtype).view(1, 1, w)
