@@ -24,3 +24,25 @@ def test_conv_refuses_unsupported_shape():
 def test_unknown_arch_is_refused():
     with pytest.raises(ValueError, match="'mlp' or 'conv'"):
         make_decoder(4, (1, 28, 28), "resnet", (64,))
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_leaky_relu_nets_pass_gradient_where_relu_nets_are_dead(arch):
+    # every unit pushed negative: ReLU nets give the input no gradient, leaky ones still do
+    shape = (3, 64, 64)
+    for activation, alive in (("relu", False), ("leaky_relu", True)):
+        torch.manual_seed(0)
+        encoder = make_encoder(shape, arch, (32,), activation)
+        decoder = make_decoder(4, shape, arch, (32,), activation)
+        for net in (encoder, decoder):
+            for name, p in net.named_parameters():
+                if name.endswith("bias"):
+                    torch.nn.init.constant_(p, -100.0)
+        x, z = torch.rand(2, *shape, requires_grad=True), torch.randn(2, 4, requires_grad=True)
+        (encoder(x).sum() + decoder(z).sum()).backward()
+        assert (x.grad.abs().sum() > 0) == alive and (z.grad.abs().sum() > 0) == alive
+
+
+def test_unknown_activation_is_refused():
+    with pytest.raises(ValueError, match="activation must be one of"):
+        make_encoder((1, 28, 28), "conv", (64,), "gelu")

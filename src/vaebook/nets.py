@@ -8,16 +8,27 @@ from __future__ import annotations
 
 import re
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
 SUPPORTED_CONV_SHAPES = ((1, 28, 28), (3, 64, 64))
+# leaky_relu keeps a gradient for negative inputs: with plain ReLU, the 64x64 sprites' dark
+# background drives the conv decoder's units negative in the first epoch and the VAE ignores z
+ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "leaky_relu": partial(nn.LeakyReLU, 0.2),
+}
 
 
-def mlp(sizes: Sequence[int], activation: type[nn.Module] = nn.ReLU, last_activation=True):
+def mlp(
+    sizes: Sequence[int],
+    activation: Callable[[], nn.Module] = nn.ReLU,
+    last_activation: bool = True,
+) -> nn.Sequential:
     """Linear layers between consecutive sizes, an activation after each (after the last too
     unless last_activation=False). mlp([784, 400, 20]) is 784 -> 400 -> 20."""
     layers: list[nn.Module] = []
@@ -41,9 +52,11 @@ def _check_conv_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
 class MLPEncoder(nn.Module):
     """Flatten, then hidden layers with ReLU. x: (B, C, H, W) -> (B, hidden[-1])."""
 
-    def __init__(self, image_shape: Sequence[int], hidden: Sequence[int] = (400,)):
+    def __init__(
+        self, image_shape: Sequence[int], hidden: Sequence[int] = (400,), activation: str = "relu"
+    ):
         super().__init__()
-        self.net = mlp([int(torch.Size(image_shape).numel()), *hidden])
+        self.net = mlp([int(torch.Size(image_shape).numel()), *hidden], _activation(activation))
         self.out_features = hidden[-1]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -53,14 +66,26 @@ class MLPEncoder(nn.Module):
 class MLPDecoder(nn.Module):
     """Hidden layers with ReLU, then a linear map to every pixel. z: (B, D) -> (B, C, H, W)."""
 
-    def __init__(self, latent_dim: int, image_shape: Sequence[int], hidden: Sequence[int] = (400,)):
+    def __init__(
+        self,
+        latent_dim: int,
+        image_shape: Sequence[int],
+        hidden: Sequence[int] = (400,),
+        activation: str = "relu",
+    ):
         super().__init__()
         self.image_shape = tuple(image_shape)
         sizes = [latent_dim, *reversed(hidden), int(torch.Size(image_shape).numel())]
-        self.net = mlp(sizes, last_activation=False)
+        self.net = mlp(sizes, _activation(activation), last_activation=False)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(-1, *self.image_shape)
+
+
+def _activation(name: str) -> Callable[[], nn.Module]:
+    if name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]
 
 
 def _conv_channels(shape: tuple[int, int, int]) -> list[int]:
@@ -74,15 +99,16 @@ class ConvEncoder(nn.Module):
     x: (B, 1, 28, 28) or (B, 3, 64, 64) -> (B, hidden).
     """
 
-    def __init__(self, image_shape: Sequence[int], hidden: int = 256):
+    def __init__(self, image_shape: Sequence[int], hidden: int = 256, activation: str = "relu"):
         super().__init__()
         shape = _check_conv_shape(image_shape)
         channels = _conv_channels(shape)
+        act = _activation(activation)
         layers: list[nn.Module] = []
         for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
-            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), act()]
         side = shape[1] // 2 ** (len(channels) - 1)
-        layers += [nn.Flatten(), nn.Linear(channels[-1] * side * side, hidden), nn.ReLU()]
+        layers += [nn.Flatten(), nn.Linear(channels[-1] * side * side, hidden), act()]
         self.net = nn.Sequential(*layers)
         self.out_features = hidden
 
@@ -96,45 +122,59 @@ class ConvDecoder(nn.Module):
     z: (B, D) -> (B, 1, 28, 28) or (B, 3, 64, 64), one output (e.g. a logit) per pixel.
     """
 
-    def __init__(self, latent_dim: int, image_shape: Sequence[int], hidden: int = 256):
+    def __init__(
+        self,
+        latent_dim: int,
+        image_shape: Sequence[int],
+        hidden: int = 256,
+        activation: str = "relu",
+    ):
         super().__init__()
         shape = _check_conv_shape(image_shape)
         channels = _conv_channels(shape)[::-1]
         side = shape[1] // 2 ** (len(channels) - 1)
+        act = _activation(activation)
         layers: list[nn.Module] = [
             nn.Linear(latent_dim, hidden),
-            nn.ReLU(),
+            act(),
             nn.Linear(hidden, channels[0] * side * side),
-            nn.ReLU(),
+            act(),
             nn.Unflatten(1, (channels[0], side, side)),
         ]
         for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
             layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))
             if i < len(channels) - 2:
-                layers.append(nn.ReLU())
+                layers.append(act())
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z)
 
 
-def make_encoder(image_shape: Sequence[int], arch: str, hidden: Sequence[int]) -> nn.Module:
-    """An encoder body by name: arch 'mlp' (hidden sizes) or 'conv' (hidden[-1] units)."""
+def make_encoder(
+    image_shape: Sequence[int], arch: str, hidden: Sequence[int], activation: str = "relu"
+) -> nn.Module:
+    """An encoder body by name: arch 'mlp' (hidden sizes) or 'conv' (hidden[-1] units), with
+    hidden activations `activation` (a key of ACTIVATIONS)."""
     if arch == "mlp":
-        return MLPEncoder(image_shape, hidden)
+        return MLPEncoder(image_shape, hidden, activation)
     if arch == "conv":
-        return ConvEncoder(image_shape, hidden[-1])
+        return ConvEncoder(image_shape, hidden[-1], activation)
     raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
 
 
 def make_decoder(
-    latent_dim: int, image_shape: Sequence[int], arch: str, hidden: Sequence[int]
+    latent_dim: int,
+    image_shape: Sequence[int],
+    arch: str,
+    hidden: Sequence[int],
+    activation: str = "relu",
 ) -> nn.Module:
     """A decoder by name, the mirror of make_encoder."""
     if arch == "mlp":
-        return MLPDecoder(latent_dim, image_shape, hidden)
+        return MLPDecoder(latent_dim, image_shape, hidden, activation)
     if arch == "conv":
-        return ConvDecoder(latent_dim, image_shape, hidden[-1])
+        return ConvDecoder(latent_dim, image_shape, hidden[-1], activation)
     raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
 
 

@@ -62,6 +62,8 @@ class FAVAEExperiment:
     frames: tuple[int, ...] = (0, 2, 4, 6)  # animation frames used, of 0..7
     latent_dim: int = 16
     hidden: tuple[int, ...] = (256,)
+    # with 'relu' the VAEs ignore their codes for the first epochs (see vaebook.nets.ACTIVATIONS)
+    activation: str = "leaky_relu"
     likelihood: str = "bernoulli"  # of the image VAEs, or 'gaussian' (one learned variance)
     factors: int = 40
     rounds: int = 20
@@ -142,6 +144,7 @@ class FAVAEExperiment:
             latent_dim=self.latent_dim,
             hidden=self.hidden,
             arch="conv",
+            activation=self.activation,
             likelihood=self.likelihood,
             beta=beta,
             factors=self.factors,

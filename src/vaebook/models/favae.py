@@ -42,6 +42,7 @@ class FAVAEConfig:
     latent_dim: int = 16  # D of every VAE's code h
     hidden: tuple[int, ...] = (256,)
     arch: str = "conv"  # 'mlp' or 'conv'
+    activation: str = "relu"  # of the VAEs' hidden layers: 'relu' or 'leaky_relu'
     likelihood: str = "bernoulli"  # 'bernoulli' (x in [0, 1]) or 'gaussian'
     beta: float = 1.0  # weight of the KL term once the schedule's ramp is over
     factors: int = 20  # K of the factor-analysis layer at its first round; ARD prunes it
@@ -69,6 +70,7 @@ class FAVAEConfig:
             latent_dim=self.latent_dim,
             hidden=self.hidden,
             arch=self.arch,
+            activation=self.activation,
             likelihood=self.likelihood,
             beta=self.beta,
         )

@@ -29,6 +29,7 @@ class VAEConfig:
     latent_dim: int = 20
     hidden: tuple[int, ...] = (400,)
     arch: str = "mlp"  # 'mlp' or 'conv'
+    activation: str = "relu"  # of the hidden layers: 'relu' or 'leaky_relu' (slope 0.2)
     likelihood: str = "bernoulli"  # 'bernoulli' (x in [0, 1]) or 'gaussian' (learned variance)
     beta: float = 1.0
 
@@ -49,10 +50,12 @@ class VAE(nn.Module):
     def __init__(self, config: VAEConfig | None = None):
         super().__init__()
         self.config = config = config or VAEConfig()
-        self.encoder = make_encoder(config.image_shape, config.arch, config.hidden)
+        self.encoder = make_encoder(
+            config.image_shape, config.arch, config.hidden, config.activation
+        )
         self.head = GaussianHead(self.encoder.out_features, config.latent_dim)
         self.decoder = make_decoder(
-            config.latent_dim, config.image_shape, config.arch, config.hidden
+            config.latent_dim, config.image_shape, config.arch, config.hidden, config.activation
         )
         if config.likelihood == "gaussian":
             # one learned log-variance shared by all pixels: a proper density, unlike plain MSE
