@@ -144,3 +144,18 @@ def test_round_seconds_are_medians_over_the_rounds_between_the_first_and_the_ref
     assert seconds == {"vae": 4.0, "encode": 2.0, "fa": 1.0, "round": 7.0, "fa_share": 1 / 7}
     with pytest.raises(ValueError, match="rounds >= 2"):
         favae_experiments.round_seconds(history, FAVAESchedule(rounds=1))
+
+
+def test_pose_views_index_frames_within_the_kept_ones_and_skip_constant_factors():
+    data = tiny_sprites("train")  # frames 0 and 1
+    kept = data.select(data.frame == 1)
+    poses = favae_experiments.pose_labels(kept, (1,))
+    assert torch.equal(poses[:, 0], kept.action) and torch.equal(poses[:, 1], kept.direction)
+    assert (poses[:, 2] == 0).all()  # frame 1 is the first of the kept frames
+    assert set(favae_experiments.pose_views(kept, (1,))) == {"action", "direction"}
+    views = favae_experiments.pose_views(data, (0, 1))
+    assert {name: view.n_classes for name, view in views.items()} == {
+        "action": 3,
+        "direction": 3,
+        "frame": 2,
+    }

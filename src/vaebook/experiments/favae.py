@@ -78,6 +78,9 @@ class FAVAEExperiment:
     lr: float = 1e-3
     classifier_epochs: int = 3
     combinations: int | None = None  # condition: attribute combinations generated (None: all)
+    # condition: action, direction and frame join as categorical views, so that an image can be
+    # requested at one pose; without them a request decodes the mean code of all 36 poses, a blur
+    pose_views: bool = True
     domain_a: str = "walk"  # domain: the action of domain A
     domain_b: str = "slash"  # domain: the action of domain B
     shared_label: str = "hair"  # domain: the attribute shared by the two domains
@@ -209,6 +212,41 @@ def attribute_views(attributes: Tensor, names: tuple[str, ...]) -> dict[str, fa.
 def attribute_inputs(attributes: Tensor, names: tuple[str, ...]) -> dict[str, Tensor]:
     """Requested attributes (B, A) as `FAVAE.predict` inputs {name: (B,)}."""
     return {name: attributes[:, a].cpu() for a, name in enumerate(names)}
+
+
+POSE_FACTORS = ("action", "direction", "frame")
+
+
+def pose_labels(data: SpritesData, frames: tuple[int, ...]) -> Tensor:
+    """Each image's pose (N, 3): action, direction and the index of its frame in `frames`."""
+    frame_index = torch.full((8,), -1, dtype=torch.long)
+    frame_index[list(frames)] = torch.arange(len(frames))
+    return torch.stack([data.action, data.direction, frame_index[data.frame]], 1)
+
+
+def pose_views(data: SpritesData, frames: tuple[int, ...]) -> dict[str, fa.View]:
+    """One categorical view per pose factor that takes more than one value in `frames`'
+    images: {'action', 'direction', 'frame' (with several frames)} -> Categorical."""
+    sizes = (len(ACTIONS), len(data.direction_names), len(frames))
+    poses = pose_labels(data, frames)
+    return {
+        name: fa.Categorical(poses[:, i].cpu(), n_classes=size)
+        for i, (name, size) in enumerate(zip(POSE_FACTORS, sizes, strict=True))
+        if size > 1
+    }
+
+
+def condition_inputs(
+    model: FAVAE, attributes: Tensor, names: tuple[str, ...], poses: Tensor | None = None
+) -> dict[str, Tensor]:
+    """`FAVAE.predict` inputs that request attributes (B, A) and, if the model has pose views,
+    the poses (B, 3) from `pose_labels`."""
+    inputs = attribute_inputs(attributes, names)
+    if poses is not None:
+        for i, name in enumerate(POSE_FACTORS):
+            if name in model.fa.views:
+                inputs[name] = poses[:, i].cpu()
+    return inputs
 
 
 def attribute_reader(
@@ -365,7 +403,10 @@ def final(history: dict, key: str) -> float:
 
 def run_condition(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
     names = train.attribute_names
-    data = FAVAEData({"image": train.images}, attribute_views(train.attributes, names))
+    side_views = attribute_views(train.attributes, names)
+    if config.pose_views:
+        side_views |= pose_views(train, config.frames)
+    data = FAVAEData({"image": train.images}, side_views)
     model, history = fit_favae(config, ("image",), data)
     # the vanilla VAE keeps the plain ELBO (beta 1) whatever KL weight the FA-VAE uses
     vanilla = replace(model.config.vae_config(), beta=1.0)
@@ -378,9 +419,13 @@ def run_condition(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
         generator = torch.Generator().manual_seed(config.seed)
         order = torch.randperm(len(combinations), generator=generator)
         combinations = combinations[order[: config.combinations]]
+    # every combination at the pose of a random test image (seeded)
+    generator = torch.Generator().manual_seed(config.seed + 1)
+    rows = torch.randint(len(test), (len(combinations),), generator=generator)
+    requests = condition_inputs(model, combinations, names, pose_labels(test, config.frames)[rows])
     generated = torch.cat(
         [
-            model.predict(attribute_inputs(combinations[i : i + 500], names), "image").cpu()
+            model.predict({k: v[i : i + 500] for k, v in requests.items()}, "image").cpu()
             for i in range(0, len(combinations), 500)
         ]
     )
