@@ -50,7 +50,7 @@ def _check_conv_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
 
 
 class MLPEncoder(nn.Module):
-    """Flatten, then hidden layers with ReLU. x: (B, C, H, W) -> (B, hidden[-1])."""
+    """Flatten, then hidden layers with `activation`. x: (B, C, H, W) -> (B, hidden[-1])."""
 
     def __init__(
         self, image_shape: Sequence[int], hidden: Sequence[int] = (400,), activation: str = "relu"
@@ -64,7 +64,10 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """Hidden layers with ReLU, then a linear map to every pixel. z: (B, D) -> (B, C, H, W)."""
+    """Hidden layers with `activation`, then a linear map to every pixel.
+
+    z: (B, D) -> (B, C, H, W).
+    """
 
     def __init__(
         self,
@@ -94,7 +97,7 @@ def _conv_channels(shape: tuple[int, int, int]) -> list[int]:
 
 
 class ConvEncoder(nn.Module):
-    """4x4 stride-2 convolutions with ReLU, then one hidden linear layer.
+    """4x4 stride-2 convolutions with `activation`, then one hidden linear layer.
 
     x: (B, 1, 28, 28) or (B, 3, 64, 64) -> (B, hidden).
     """

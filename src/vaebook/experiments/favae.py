@@ -1,6 +1,6 @@
 """FA-VAE's four experiments (Guerrero-Lopez et al. 2022) on LPC Sprites, split by character.
 
-- condition: FA-VAE on (images, the four attributes) against a vanilla VAE on the images:
+- condition: FA-VAE on (images, the four attributes, the pose) against a vanilla VAE on the images:
   reconstruction and KL curves, attributes predicted from test images, images generated for
   attribute combinations and read by an independent classifier.
 - private-shared: two image views of the same character, action and frame (facing left, facing
