@@ -100,6 +100,8 @@ def test_experiment_config_refuses_bad_settings():
         favae_experiments.FAVAEExperiment(likelihood="poisson")
     with pytest.raises(ValueError, match="beta >= 0"):
         favae_experiments.FAVAEExperiment(beta=-1.0)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        favae_experiments.FAVAEExperiment(activation="gelu")
 
 
 def test_a_killed_run_resumed_with_resume_ends_as_an_uninterrupted_run(tmp_path):
