@@ -56,7 +56,9 @@ class MLPEncoder(nn.Module):
         self, image_shape: Sequence[int], hidden: Sequence[int] = (400,), activation: str = "relu"
     ):
         super().__init__()
-        self.net = mlp([int(torch.Size(image_shape).numel()), *hidden], _activation(activation))
+        self.net = mlp(
+            [int(torch.Size(image_shape).numel()), *hidden], activation_layer(activation)
+        )
         self.out_features = hidden[-1]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -79,13 +81,14 @@ class MLPDecoder(nn.Module):
         super().__init__()
         self.image_shape = tuple(image_shape)
         sizes = [latent_dim, *reversed(hidden), int(torch.Size(image_shape).numel())]
-        self.net = mlp(sizes, _activation(activation), last_activation=False)
+        self.net = mlp(sizes, activation_layer(activation), last_activation=False)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(-1, *self.image_shape)
 
 
-def _activation(name: str) -> Callable[[], nn.Module]:
+def activation_layer(name: str) -> Callable[[], nn.Module]:
+    """The constructor of ACTIVATIONS[name]; an unknown name gets an error naming the known."""
     if name not in ACTIVATIONS:
         raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
     return ACTIVATIONS[name]
@@ -106,7 +109,7 @@ class ConvEncoder(nn.Module):
         super().__init__()
         shape = _check_conv_shape(image_shape)
         channels = _conv_channels(shape)
-        act = _activation(activation)
+        act = activation_layer(activation)
         layers: list[nn.Module] = []
         for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
             layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), act()]
@@ -136,7 +139,7 @@ class ConvDecoder(nn.Module):
         shape = _check_conv_shape(image_shape)
         channels = _conv_channels(shape)[::-1]
         side = shape[1] // 2 ** (len(channels) - 1)
-        act = _activation(activation)
+        act = activation_layer(activation)
         layers: list[nn.Module] = [
             nn.Linear(latent_dim, hidden),
             act(),

@@ -46,7 +46,7 @@ from vaebook.experiments.classifier import (
 from vaebook.experiments.common import environment, fit_resumable, save_model, write_results
 from vaebook.metrics import latent_probe
 from vaebook.models import FAVAE, VAE, FAVAEConfig, FAVAEData, FAVAESchedule, VAEConfig
-from vaebook.nets import ACTIVATIONS
+from vaebook.nets import activation_layer
 from vaebook.probability import kl_normal, kl_to_standard_normal
 from vaebook.train import TrainConfig, load_checkpoint, seed_everything
 
@@ -107,10 +107,7 @@ class FAVAEExperiment:
                 "likelihood must be 'bernoulli' or 'gaussian' and beta >= 0, got "
                 f"{self.likelihood!r} and {self.beta}"
             )
-        if self.activation not in ACTIVATIONS:  # refused before any data is loaded
-            raise ValueError(
-                f"activation must be one of {sorted(ACTIVATIONS)}, got {self.activation!r}"
-            )
+        activation_layer(self.activation)  # refuses an unknown name before any data is loaded
         if not self.frames or not set(self.frames) <= set(range(8)):
             raise ValueError(f"frames must be some of 0..7, got {self.frames}")
         if {self.domain_a, self.domain_b} - set(ACTIONS) or self.domain_a == self.domain_b:
