@@ -49,10 +49,12 @@ def nearest_prototype(images: torch.Tensor, view: str) -> torch.Tensor:
     return torch.cdist(images.flatten(1), PROTOTYPES[view].flatten(1)).argmin(1)
 
 
-def small_model_with_layer(n: int = 64, sweeps: int = 5) -> tuple[FAVAE, FAVAEData]:
+def small_model_with_layer(
+    n: int = 64, sweeps: int = 5, prior_from: str = "all"
+) -> tuple[FAVAE, FAVAEData]:
     images, labels = two_views(n, seed=0)
     data = FAVAEData({"a": images["a"]}, {"label": fa.Categorical(labels, n_classes=CLASSES)})
-    model = FAVAE(FAVAEConfig(image_views=("a",), **SMALL))
+    model = FAVAE(FAVAEConfig(image_views=("a",), prior_from=prior_from, **SMALL))
     model.start_fa(data)
     model.fa_sweeps(sweeps)
     return model, data
@@ -76,6 +78,24 @@ def test_kl_to_the_fa_prior_is_the_gaussian_kl_by_hand():
     )
     torch.testing.assert_close(terms["kl"], reference.sum(1).mean())
     assert float(terms["kl"].detach()) > 0
+
+
+def test_prior_from_the_side_views_is_what_the_labels_alone_predict():
+    model, data = small_model_with_layer(prior_from="side")
+    label_view = model.fa.views["label"]
+    kept = label_view.x_mean.clone()
+    labels = data.side_views["label"].data
+    expected = model.fa.predict({"label": labels}, "a").float()
+    torch.testing.assert_close(model.priors["a"][0], expected)
+    torch.testing.assert_close(model.fa.views["label"].x_mean, kept)  # the sweeps' q(X) stays
+    joint, _ = small_model_with_layer()
+    assert not torch.allclose(joint.priors["a"][0], expected, atol=1e-3)
+    with pytest.raises(ValueError, match="side views"):
+        FAVAE(FAVAEConfig(image_views=("a",), prior_from="side", **SMALL)).start_fa(
+            FAVAEData({"a": data.images["a"]})
+        )
+    with pytest.raises(ValueError, match="other than 'a'"):
+        model.fa.prior_moments("a", ["a"])
 
 
 def test_frozen_fa_at_zero_gives_the_vanilla_vae_loss():
@@ -228,6 +248,8 @@ def test_errors_name_the_fix():
         model.start_fa(FAVAEData({"b": images["b"]}))
     with pytest.raises(ValueError, match="identifiers"):
         FAVAEConfig(image_views=("left.view",))
+    with pytest.raises(ValueError, match="prior_from"):
+        FAVAEConfig(prior_from="labels")
 
 
 class Killed(Exception):

@@ -46,6 +46,7 @@ from vaebook.experiments.classifier import (
 from vaebook.experiments.common import environment, fit_resumable, save_model, write_results
 from vaebook.metrics import latent_probe
 from vaebook.models import FAVAE, VAE, FAVAEConfig, FAVAEData, FAVAESchedule, VAEConfig
+from vaebook.models.favae import PRIOR_SOURCES
 from vaebook.nets import activation_layer
 from vaebook.probability import kl_normal, kl_to_standard_normal
 from vaebook.train import TrainConfig, load_checkpoint, seed_everything
@@ -74,6 +75,7 @@ class FAVAEExperiment:
     sweeps: int = 5
     beta: float = 1.0  # weight of the KL to the factor-analysis prior (transfer: transfer_beta)
     beta_ramp_epochs: int = 0
+    prior_from: str = "all"  # the VAEs' prior from Z of 'all' views or of the 'side' views only
     regrow: bool = False  # give the layer back its pruned factors every round (FAVAESchedule)
     batch_size: int = 64
     lr: float = 1e-3
@@ -108,6 +110,8 @@ class FAVAEExperiment:
                 f"{self.likelihood!r} and {self.beta}"
             )
         activation_layer(self.activation)  # refuses an unknown name before any data is loaded
+        if self.prior_from not in PRIOR_SOURCES:
+            raise ValueError(f"prior_from must be one of {PRIOR_SOURCES}, got {self.prior_from!r}")
         if not self.frames or not set(self.frames) <= set(range(8)):
             raise ValueError(f"frames must be some of 0..7, got {self.frames}")
         if {self.domain_a, self.domain_b} - set(ACTIONS) or self.domain_a == self.domain_b:
@@ -153,6 +157,7 @@ class FAVAEExperiment:
             likelihood=self.likelihood,
             beta=beta,
             factors=self.factors,
+            prior_from=self.prior_from,
             seed=self.seed,
         )
 

@@ -34,6 +34,8 @@ from vaebook.models.vae import VAE, VAEConfig
 from vaebook.probability import kl_normal, reparameterize
 from vaebook.train import CheckpointMismatchError, NonFiniteLossError, TrainConfig, Trainer
 
+PRIOR_SOURCES = ("all", "side")
+
 
 @dataclass
 class FAVAEConfig:
@@ -47,6 +49,9 @@ class FAVAEConfig:
     beta: float = 1.0  # weight of the KL term once the schedule's ramp is over
     factors: int = 20  # K of the factor-analysis layer at its first round; ARD prunes it
     fa_rotate: bool = True  # the rotation step of SSHIBA after every sweep
+    # 'all': each row's Z, hence the VAEs' prior, from every view (the paper); 'side': from the
+    # side views only, so the KL pulls each code towards what its labels predict linearly
+    prior_from: str = "all"
     seed: int = 0  # for the factor-analysis layer's initial Z
 
     def __post_init__(self):
@@ -62,6 +67,8 @@ class FAVAEConfig:
             raise ValueError(f"image view names must be identifiers (letters, _), got {bad}")
         if self.factors < 1:
             raise ValueError(f"factors must be >= 1, got {self.factors}")
+        if self.prior_from not in PRIOR_SOURCES:
+            raise ValueError(f"prior_from must be one of {PRIOR_SOURCES}, got {self.prior_from!r}")
 
     def vae_config(self) -> VAEConfig:
         """The configuration of every image view's VAE."""
@@ -259,6 +266,11 @@ class FAVAE(nn.Module):
         """Build the factor-analysis layer from the encoders' moments on `data` and its side
         views, on the VAEs' device (float64 on the CPU, float32 elsewhere)."""
         self._check_views(data)
+        if self.config.prior_from == "side" and not data.side_views:
+            raise ValueError(
+                "prior_from='side' infers the prior from the side views, and the data has none; "
+                "add label views (FAVAEData(side_views=...)) or use prior_from='all'"
+            )
         latents = {name: self.encode(name, data.images[name]) for name in self.vaes}
         config = fa.FAConfig(
             rotate=self.config.fa_rotate, seed=self.config.seed, device=self.device
@@ -285,11 +297,15 @@ class FAVAE(nn.Module):
         self.refresh_prior()
 
     def refresh_prior(self) -> None:
-        """Every VAE's prior from the layer: mean <Z><W_m>^T + <b_m>, variance 1 / <tau_m>.
-        Raises `NonFiniteLossError` on a non-finite prior, so no VAE trains against NaN."""
+        """Every VAE's prior from the layer: mean <Z><W_m>^T + <b_m>, variance 1 / <tau_m>,
+        with <Z> of the training rows (prior_from 'all') or re-inferred from their side views
+        alone ('side'). Raises `NonFiniteLossError` on a non-finite prior, so no VAE trains
+        against NaN."""
         layer = self._layer()
+        side = [name for name in layer.views if name not in self.vaes]
+        given = side if self.config.prior_from == "side" else None
         for name in self.vaes:
-            mean, tau = layer.prior_moments(name)
+            mean, tau = layer.prior_moments(name, given)
             logvar = -torch.log(tau)
             if not (torch.isfinite(mean).all() and torch.isfinite(logvar).all()):
                 raise NonFiniteLossError(
