@@ -2,28 +2,31 @@
 the factor-analysis layer against the VAEs.
 
 Rows: the training images of C random characters (3 actions x 3 directions x 4 frames each), one
-convolutional image VAE (64x64x3, D = 16), the four attributes as categorical views, K = 40, the
-experiment's schedule (5 sweeps and 1 VAE epoch per round) with regrowth, as in the committed runs
-(each round starts its sweeps at K = 40 again). A round is
-`fa` (the sweeps, the priors refreshed) + `encode` (the latent views refreshed from the encoders)
-+ `vae` (one epoch); the first round, which runs 50 sweeps from the PCA start, is shown apart.
-The factor-analysis layer must stay under 20% of a round.
+convolutional image VAE (64x64x3, D = 16), the four attributes and the three pose factors as
+categorical views, K = 40, the experiment's schedule (5 sweeps and 1 VAE epoch per round) with
+regrowth, as in the committed runs (each round starts its sweeps at K = 40 again), with the prior
+from every view (the paper's) and from the side views alone (which re-infers Z from the labels
+every round). A round is `fa` (the sweeps, the priors refreshed) + `encode` (the latent views
+refreshed from the encoders) + `vae` (one epoch); the first round, which runs 50 sweeps from the
+PCA start, is shown apart. The factor-analysis layer must stay under 20% of a round.
 
     python benchmarks/favae_speed.py [--characters 25 50] [--rounds 3] [--threads 1]
 """
 
 import argparse
+import itertools
 import os
 
 import torch
 
 from vaebook.experiments.favae import (
     FAVAEExperiment,
-    attribute_views,
+    condition_data,
     round_seconds,
     sprites_split,
 )
-from vaebook.models import FAVAE, FAVAEData
+from vaebook.models import FAVAE
+from vaebook.models.favae import PRIOR_SOURCES
 
 
 def main() -> None:
@@ -36,31 +39,29 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
     print(f"median of {args.rounds} rounds after the first; seconds\n")
     header = (
-        f"{'rows':>6} | {'round':>7} | {'vae epoch':>9} | {'encode':>7} | {'fa':>6} | "
-        f"{'fa share':>8} | {'first-round fa':>14} | {'K':>3}"
+        f"{'prior':>5} | {'rows':>6} | {'round':>7} | {'vae epoch':>9} | {'encode':>7} | "
+        f"{'fa':>6} | {'fa share':>8} | {'first-round fa':>14} | {'K':>3}"
     )
     print(header)
     print("-" * len(header))
-    for characters in args.characters:
+    for prior_from, characters in itertools.product(PRIOR_SOURCES, args.characters):
         config = FAVAEExperiment(
             train_characters=characters,
             rounds=args.rounds + 1,
             warmup_epochs=1,
             regrow=True,  # as the committed runs: every round sweeps K = 40 factors again
+            prior_from=prior_from,
             device="cpu",
             progress=False,
         )
         train, _ = sprites_split(characters, 1, config.frames)
         torch.manual_seed(0)
         model = FAVAE(config.model_config(("image",)))
-        data = FAVAEData(
-            {"image": train.images}, attribute_views(train.attributes, train.attribute_names)
-        )
-        history = model.fit(data, config.schedule(), config.train_config())
+        history = model.fit(condition_data(config, train), config.schedule(), config.train_config())
         seconds = round_seconds(history, config.schedule())
         print(
-            f"{len(train):>6} | {seconds['round']:>7.2f} | {seconds['vae']:>9.2f} | "
-            f"{seconds['encode']:>7.2f} | {seconds['fa']:>6.3f} | "
+            f"{prior_from:>5} | {len(train):>6} | {seconds['round']:>7.2f} | "
+            f"{seconds['vae']:>9.2f} | {seconds['encode']:>7.2f} | {seconds['fa']:>6.3f} | "
             f"{100 * seconds['fa_share']:>7.1f}% | {history['fa_seconds'][0]:>14.2f} | "
             f"{model.fa.k:>3}"
         )

@@ -326,6 +326,10 @@ def test_predict_from_a_real_and_a_binary_view_together():
     alone = model.predict({"x": x[test, :10]}, output="y")
     error_both = ((both - x[test, 10:]) ** 2).mean()
     assert error_both <= ((alone - x[test, 10:]) ** 2).mean() * 1.01
+    # the loop ends once <Z_new> stops moving: all predict_iter sweeps give the same prediction
+    model.config.predict_tol = 0.0
+    every_sweep = model.predict({"x": x[test, :10], "t": labels[test]}, output="y")
+    torch.testing.assert_close(both, every_sweep, rtol=0, atol=1e-5)
 
 
 def test_grow_gives_a_pruned_layer_the_factors_its_new_data_need():

@@ -48,6 +48,7 @@ class FAConfig:
     alpha_init: float = 1.0
     tau_init: float | None = None  # None: 1 / (mean column variance of the view's data)
     predict_iter: int = 50  # sweeps of q(Z_new) <-> q(X_new) for non-Gaussian inputs to `predict`
+    predict_tol: float = 1e-6  # ... ending early once no <Z_new> entry moves by more than this
     seed: int = 0  # for the random columns of the initial <Z> beyond the data's rank
     device: str | torch.device | None = None  # None: where the first view's data live
     dtype: torch.dtype | None = None  # None: float64 on CPU, float32 elsewhere
@@ -841,7 +842,9 @@ class SSHIBA:
                 for name, view in views.items():
                     if not view.static:  # data given in full have no q(X) to refit
                         view.update(self.q[name].mean_of(q_z.mean), self.q[name].tau_mean)
-                q_z = self._posterior_z(views, self.q)
+                previous, q_z = q_z.mean, self._posterior_z(views, self.q)
+                if (q_z.mean - previous).abs().max() <= self.config.predict_tol:
+                    break
         return q_z
 
     def predict(

@@ -408,13 +408,18 @@ def final(history: dict, key: str) -> float:
 # -- the four experiments -----------------------------------------------------------------------
 
 
-def run_condition(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
-    names = train.attribute_names
-    side_views = attribute_views(train.attributes, names)
+def condition_data(config: FAVAEExperiment, train: SpritesData) -> FAVAEData:
+    """The conditioning experiment's rows: the images, the four attributes as categorical
+    views and, with `config.pose_views`, the pose factors as categorical views."""
+    side_views = attribute_views(train.attributes, train.attribute_names)
     if config.pose_views:
         side_views |= pose_views(train, config.frames)
-    data = FAVAEData({"image": train.images}, side_views)
-    model, history = fit_favae(config, ("image",), data)
+    return FAVAEData({"image": train.images}, side_views)
+
+
+def run_condition(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
+    names = train.attribute_names
+    model, history = fit_favae(config, ("image",), condition_data(config, train))
     # the vanilla VAE keeps the plain ELBO (beta 1) whatever KL weight the FA-VAE uses
     vanilla = replace(model.config.vae_config(), beta=1.0)
     vae, vae_history = train_vae(config, "vae", vanilla, train.images, config.epochs)
