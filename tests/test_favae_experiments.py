@@ -102,6 +102,8 @@ def test_experiment_config_refuses_bad_settings():
         favae_experiments.FAVAEExperiment(beta=-1.0)
     with pytest.raises(ValueError, match="activation must be one of"):
         favae_experiments.FAVAEExperiment(activation="gelu")
+    with pytest.raises(ValueError, match="prior_from must be one of"):
+        favae_experiments.FAVAEExperiment(prior_from="labels")
 
 
 def test_a_killed_run_resumed_with_resume_ends_as_an_uninterrupted_run(tmp_path):

@@ -46,7 +46,6 @@ from vaebook.experiments.classifier import (
 from vaebook.experiments.common import environment, fit_resumable, save_model, write_results
 from vaebook.metrics import latent_probe
 from vaebook.models import FAVAE, VAE, FAVAEConfig, FAVAEData, FAVAESchedule, VAEConfig
-from vaebook.models.favae import PRIOR_SOURCES
 from vaebook.nets import activation_layer
 from vaebook.probability import kl_normal, kl_to_standard_normal
 from vaebook.train import TrainConfig, load_checkpoint, seed_everything
@@ -110,8 +109,7 @@ class FAVAEExperiment:
                 f"{self.likelihood!r} and {self.beta}"
             )
         activation_layer(self.activation)  # refuses an unknown name before any data is loaded
-        if self.prior_from not in PRIOR_SOURCES:
-            raise ValueError(f"prior_from must be one of {PRIOR_SOURCES}, got {self.prior_from!r}")
+        self.model_config(("image",))  # refuses a bad prior_from or factors before loading data
         if not self.frames or not set(self.frames) <= set(range(8)):
             raise ValueError(f"frames must be some of 0..7, got {self.frames}")
         if {self.domain_a, self.domain_b} - set(ACTIONS) or self.domain_a == self.domain_b:

@@ -14,7 +14,8 @@ N(<z_n><W_m>^T + <b_m>, <tau_m>^-1 I) (`SSHIBA.prior_moments`), and its loss per
 With `FAVAEConfig(prior_from="side")` the <z_n> of the prior is inferred from row n's side views
 alone (`SSHIBA.prior_moments(view, given)`), not from every view: the KL then pulls each code
 towards what its labels predict through the linear layer, which is what generation from labels
-decodes. The default, 'all', is the paper's.
+decodes (on Sprites it made both directions worse: chapter 8). The default, 'all', is the
+paper's.
 
 Training alternates (`FAVAE.fit`, schedule in `FAVAESchedule`): factor-analysis sweeps with the
 VAEs fixed, then VAE epochs against the refreshed prior, then the latent views refreshed from
@@ -307,8 +308,9 @@ class FAVAE(nn.Module):
         alone ('side'). Raises `NonFiniteLossError` on a non-finite prior, so no VAE trains
         against NaN."""
         layer = self._layer()
-        side = [name for name in layer.views if name not in self.vaes]
-        given = side if self.config.prior_from == "side" else None
+        given = None  # prior_from 'all'
+        if self.config.prior_from == "side":
+            given = [name for name in layer.views if name not in self.vaes]
         for name in self.vaes:
             mean, tau = layer.prior_moments(name, given)
             logvar = -torch.log(tau)
