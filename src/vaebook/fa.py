@@ -807,25 +807,24 @@ class SSHIBA:
                 "resume from the run's full checkpoint (checkpoints/runs/)"
             )
 
-    def prior_moments(self, view: str, given: list[str] | None = None) -> tuple[Tensor, Tensor]:
+    def prior_moments(self, view: str, z: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """The prior that the rest of the model puts on a view's data, for FA-VAE.
 
-        given: the views whose training data infer <Z> (e.g. the label views alone, so that the
-        prior is what the labels predict); None: <Z> of q(Z), inferred from every view.
+        z: (N, K) <Z> of the training rows, e.g. `z_from` the label views alone, so that the
+        prior is what the labels predict; None: <Z> of q(Z), inferred from every view.
         Returns (<Z><W_m>^T + <b_m> of shape (N, D), <tau_m> a scalar tensor).
         """
         q = self._posterior(view)
         tau = torch.as_tensor(q.tau_mean, dtype=self.dtype, device=self.device)
-        if given is None:
-            return q.mean_of(self.q_z.mean), tau
-        if not given or view in given or set(given) - set(self.views):
-            raise ValueError(
-                f"given must name views of the model other than {view!r} (the model has "
-                f"{list(self.views)}), got {given}"
-            )
+        return q.mean_of(self.q_z.mean if z is None else z), tau
+
+    def z_from(self, given: list[str]) -> Tensor:
+        """<Z> (N, K) of the training rows inferred from the training data of the `given` views
+        alone, the loadings fixed at q(W)."""
+        if not given or set(given) - set(self.views):
+            raise ValueError(f"given must name views of the model {list(self.views)}, got {given}")
         # copies: inferring Z refits a label view's q(X), which the sweeps must keep as it is
-        z = self.posterior_z({name: copy.copy(self.views[name]) for name in given}).mean
-        return q.mean_of(z), tau
+        return self.posterior_z({name: copy.copy(self.views[name]) for name in given}).mean
 
     def posterior_z(self, inputs: dict[str, View | Tensor]) -> GaussianRows:
         """q(Z_new) for new rows observed in the `inputs` views, the loadings fixed at q(W).

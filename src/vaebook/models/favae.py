@@ -12,7 +12,7 @@ N(<z_n><W_m>^T + <b_m>, <tau_m>^-1 I) (`SSHIBA.prior_moments`), and its loss per
     -E_q(h|x)[log p(x | h)] + beta * KL(q(h | x) || N(<z_n><W_m>^T + <b_m>, <tau_m>^-1 I)).
 
 With `FAVAEConfig(prior_from="side")` the <z_n> of the prior is inferred from row n's side views
-alone (`SSHIBA.prior_moments(view, given)`), not from every view: the KL then pulls each code
+alone (`SSHIBA.z_from`), not from every view: the KL then pulls each code
 towards what its labels predict through the linear layer, which is what generation from labels
 decodes (on Sprites it made both directions worse: chapter 8). The default, 'all', is the
 paper's.
@@ -308,11 +308,11 @@ class FAVAE(nn.Module):
         alone ('side'). Raises `NonFiniteLossError` on a non-finite prior, so no VAE trains
         against NaN."""
         layer = self._layer()
-        given = None  # prior_from 'all'
-        if self.config.prior_from == "side":
-            given = [name for name in layer.views if name not in self.vaes]
+        z = None  # prior_from 'all': <Z> of q(Z), from every view
+        if self.config.prior_from == "side":  # once for all image views: the loop is costly
+            z = layer.z_from([name for name in layer.views if name not in self.vaes])
         for name in self.vaes:
-            mean, tau = layer.prior_moments(name, given)
+            mean, tau = layer.prior_moments(name, z)
             logvar = -torch.log(tau)
             if not (torch.isfinite(mean).all() and torch.isfinite(logvar).all()):
                 raise NonFiniteLossError(
