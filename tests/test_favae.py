@@ -80,7 +80,7 @@ def test_kl_to_the_fa_prior_is_the_gaussian_kl_by_hand():
     assert float(terms["kl"].detach()) > 0
 
 
-def test_prior_from_the_side_views_is_what_the_labels_alone_predict():
+def test_prior_from_the_side_views_is_what_the_labels_alone_predict(tmp_path):
     model, data = small_model_with_layer(prior_from="side")
     label_view = model.fa.views["label"]
     kept = label_view.x_mean.clone()
@@ -96,6 +96,14 @@ def test_prior_from_the_side_views_is_what_the_labels_alone_predict():
         )
     with pytest.raises(ValueError, match="given must name views"):
         model.fa.z_from(["colour"])
+    # the book's checkpoint holds a layer without training rows: loading it refreshes the prior
+    predicted = model.predict({"a": data.images["a"][:8]}, "label")
+    model.fa = model.fa.for_prediction()
+    save_model(tmp_path / "side.pt", model, {}, epoch=1)
+    loaded = FAVAE(FAVAEConfig(image_views=("a",), prior_from="side", **SMALL))
+    load_checkpoint(tmp_path / "side.pt", loaded)
+    assert loaded.priors["a"][0].shape == (0, SMALL["latent_dim"])
+    torch.testing.assert_close(loaded.predict({"a": data.images["a"][:8]}, "label"), predicted)
 
 
 def test_frozen_fa_at_zero_gives_the_vanilla_vae_loss():

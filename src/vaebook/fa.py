@@ -842,8 +842,8 @@ class SSHIBA:
                     if not view.static:  # data given in full have no q(X) to refit
                         view.update(self.q[name].mean_of(q_z.mean), self.q[name].tau_mean)
                 previous, q_z = q_z.mean, self._posterior_z(views, self.q)
-                if (q_z.mean - previous).abs().max() <= self.config.predict_tol:
-                    break
+                if not ((q_z.mean - previous).abs() > self.config.predict_tol).any():
+                    break  # also for 0 rows (a layer made by `for_prediction`)
         return q_z
 
     def predict(
