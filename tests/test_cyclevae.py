@@ -17,6 +17,7 @@ from vaebook.nets import (
     load_authors_cyclevae,
     set_norm_mode,
 )
+from vaebook.probability import normalized_hsic
 from vaebook.train import TrainConfig, Trainer, load_checkpoint
 
 
@@ -182,6 +183,23 @@ def test_forward_cycle_terms_equal_the_authors_formulas():
     torch.testing.assert_close(terms["total"], 2 * mse + 3 * kl)
 
 
+def test_independence_term_is_the_hsic_of_the_z_means_and_a_detached_s():
+    model = CycleVAE(CycleVAEConfig(independence_weight=0.5))
+    batch = _pair_batch()
+    torch.manual_seed(3)
+    terms = model.forward_terms(batch)
+    torch.manual_seed(3)
+    forward = model.forward_cycle(batch.x, batch.partner)
+    independence = normalized_hsic(forward["mean"], forward["s"])
+    torch.testing.assert_close(terms["independence"], independence)
+    torch.testing.assert_close(terms["total"], forward["total"] + 0.5 * independence)
+    terms["independence"].backward()  # moves the class out of z, never out of s
+    assert model.encoder.unspecified_mean.weight.grad.abs().sum() > 0
+    assert model.encoder.specified.weight.grad is None
+    assert all(p.grad is None for p in model.decoder.parameters())
+    assert "independence" not in CycleVAE().loss(batch)  # the authors' model by default
+
+
 def test_reverse_cycle_step_updates_the_encoder_only():
     model = CycleVAE()
     forward_optimizer, reverse_optimizer = model.configure_optimizers(TrainConfig(lr=1e-3))
@@ -237,6 +255,8 @@ def test_pair_models_refuse_bad_input_and_settings():
         PairAdversarialConfig(method="gan")
     with pytest.raises(ValueError, match="norm_mode"):
         CycleVAEConfig(norm_mode="batch")
+    with pytest.raises(ValueError, match="independence_weight >= 0"):
+        CycleVAEConfig(independence_weight=-1.0)
 
 
 def test_reproduce_writes_three_probes_in_both_norm_modes(tmp_path):

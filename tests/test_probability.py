@@ -11,6 +11,7 @@ from vaebook.probability import (
     kl_normal,
     kl_to_standard_normal,
     log_normal,
+    normalized_hsic,
     reparameterize,
 )
 
@@ -107,3 +108,25 @@ def test_iwae_tightens_with_k_towards_log_px():
 def test_iwae_rejects_k_below_one():
     with pytest.raises(ValueError, match="k >= 1"):
         iwae_log_likelihood(torch.zeros(1, 1), lambda x: (x, x), lambda x, z: x.sum(1), k=0)
+
+
+def test_normalized_hsic_is_zero_for_independent_samples_and_one_for_a_rescaled_copy():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(256, 16, generator=g), torch.randn(256, 16, generator=g)
+    assert abs(normalized_hsic(x, y)) < 0.02  # unbiased: no floor that grows with dimension
+    torch.testing.assert_close(normalized_hsic(x, 3 * x + 1), torch.tensor(1.0))
+    # x and x^2 are uncorrelated but dependent: the kernel measure sees what correlation misses
+    u = torch.randn(256, 1, generator=g)
+    assert abs(torch.corrcoef(torch.cat([u, u**2], 1).T)[0, 1]) < 0.2
+    assert normalized_hsic(u, u**2) > 0.3
+
+
+def test_normalized_hsic_has_finite_gradients_and_refuses_bad_shapes():
+    x = torch.randn(32, 4, requires_grad=True)
+    y = torch.cat([x.detach()[:16], x.detach()[:16]])  # repeated rows: zero distances
+    normalized_hsic(torch.cat([x[:16], x[:16]]), y).backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="N >= 6"):
+        normalized_hsic(torch.randn(5, 2), torch.randn(5, 2))
+    with pytest.raises(ValueError, match="paired"):
+        normalized_hsic(torch.randn(10, 2), torch.randn(9, 2))

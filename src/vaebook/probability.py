@@ -1,4 +1,5 @@
-"""Probability pieces shared by every model: reparameterisation, Gaussian KL, likelihoods, IWAE.
+"""Probability pieces shared by every model: reparameterisation, Gaussian KL, likelihoods, IWAE,
+and a kernel measure of dependence (HSIC).
 
 Conventions: a diagonal Gaussian is given by its mean and log-variance, both ``(B, D)``;
 every function returns one number per example, ``(B,)``, summed over the event dimensions.
@@ -97,3 +98,41 @@ def iwae_log_likelihood(
         log_qz = log_normal(z, mean, logvar)
         log_weights.append(log_px_z + log_pz - log_qz)
     return torch.logsumexp(torch.cat(log_weights), dim=0) - math.log(k)
+
+
+def _gaussian_kernel(v: Tensor) -> Tensor:
+    """Gaussian kernel matrix of the rows of v (N, D) with its diagonal set to 0, bandwidth the
+    median squared distance between rows (held fixed in the gradient)."""
+    norms = v.pow(2).sum(1)
+    # squared distances by expansion: cdist's gradient is undefined at the zero diagonal
+    distances = (norms[:, None] + norms[None, :] - 2 * v @ v.T).clamp_min(0)
+    off_diagonal = ~torch.eye(len(v), dtype=torch.bool, device=v.device)
+    bandwidth = distances.detach()[off_diagonal].median().clamp_min(1e-12)
+    return torch.exp(-distances / bandwidth) * off_diagonal
+
+
+def _unbiased_hsic(k_x: Tensor, k_y: Tensor) -> Tensor:
+    """Song et al. (2012)'s unbiased HSIC estimate from two kernel matrices with zero diagonals."""
+    n = len(k_x)
+    cross = (k_x * k_y).sum()
+    sums = k_x.sum() * k_y.sum() / ((n - 1) * (n - 2))
+    rows = 2 * (k_x.sum(0) * k_y.sum(0)).sum() / (n - 2)
+    return (cross + sums - rows) / (n * (n - 3))
+
+
+def normalized_hsic(x: Tensor, y: Tensor) -> Tensor:
+    """Normalised Hilbert-Schmidt independence criterion of paired samples (Gretton et al. 2005),
+    HSIC(x, y) / sqrt(HSIC(x, x) HSIC(y, y)) with Gaussian kernels and the unbiased estimator
+    (Song et al. 2012), so that independent samples give 0 on average at any N (the plain
+    estimator's bias grows with the dimension); 1 when y is a rescaled, shifted copy of x.
+
+    x: (N, Dx), y: (N, Dy), N >= 6 -> a scalar in about [-1, 1], differentiable in both.
+    """
+    if x.dim() != 2 or y.dim() != 2 or len(x) != len(y) or len(x) < 6:
+        raise ValueError(
+            f"need paired samples x (N, Dx) and y (N, Dy) with N >= 6, got {tuple(x.shape)} "
+            f"and {tuple(y.shape)}"
+        )
+    k_x, k_y = _gaussian_kernel(x), _gaussian_kernel(y)
+    scale = (_unbiased_hsic(k_x, k_x) * _unbiased_hsic(k_y, k_y)).clamp_min(1e-24).sqrt()
+    return _unbiased_hsic(k_x, k_y) / scale

@@ -53,6 +53,7 @@ class CycleVAEExperiment:
     reconstruction_weight: float | None = None  # None: the authors' 2, or 3 for 64 dimensions
     kl_weight: float = 3.0
     reverse_cycle_weight: float = 10.0  # cyclevae only
+    independence_weight: float = 0.0  # cyclevae only; ours: HSIC(mean of z, s), 0: the authors'
     adversarial_weight: float = 0.01  # mathieu and szabo only
     probe_epochs: int = 30
     norm_modes: tuple[str, ...] = NORM_MODES  # eval modes the probes are run in
@@ -97,7 +98,11 @@ class CycleVAEExperiment:
         )
         if self.model == "cyclevae":
             return CycleVAE(
-                CycleVAEConfig(reverse_cycle_weight=self.reverse_cycle_weight, **common)
+                CycleVAEConfig(
+                    reverse_cycle_weight=self.reverse_cycle_weight,
+                    independence_weight=self.independence_weight,
+                    **common,
+                )
             )
         return PairAdversarial(
             PairAdversarialConfig(
