@@ -200,6 +200,19 @@ def test_independence_term_is_the_hsic_of_the_z_means_and_a_detached_s():
     assert "independence" not in CycleVAE().loss(batch)  # the authors' model by default
 
 
+def test_independence_term_joins_after_independence_start_steps():
+    model = CycleVAE(CycleVAEConfig(independence_weight=0.5, independence_start=1))
+    optimizers = model.configure_optimizers(TrainConfig(lr=1e-3))
+    for step in range(2):
+        terms = model.training_step(_pair_batch(), optimizers)
+        forward = terms["total"] - model.config.reverse_cycle_weight * terms["reverse_cycle"]
+        without = model.config.reconstruction_weight * terms["reconstruction"]
+        without = without + model.config.kl_weight * terms["kl"]
+        expected = without + (0.5 * terms["independence"] if step == 1 else 0.0)
+        torch.testing.assert_close(forward, expected)
+    assert model.steps == 2 and "steps" in model.state_dict()  # a resumed run keeps its count
+
+
 def test_reverse_cycle_step_updates_the_encoder_only():
     model = CycleVAE()
     forward_optimizer, reverse_optimizer = model.configure_optimizers(TrainConfig(lr=1e-3))
@@ -255,8 +268,10 @@ def test_pair_models_refuse_bad_input_and_settings():
         PairAdversarialConfig(method="gan")
     with pytest.raises(ValueError, match="norm_mode"):
         CycleVAEConfig(norm_mode="batch")
-    with pytest.raises(ValueError, match="independence_weight >= 0"):
+    with pytest.raises(ValueError, match="independence_start >= 0"):
         CycleVAEConfig(independence_weight=-1.0)
+    with pytest.raises(ValueError, match="independence_start >= 0"):
+        CycleVAEConfig(independence_start=-1)
 
 
 def test_reproduce_writes_three_probes_in_both_norm_modes(tmp_path):

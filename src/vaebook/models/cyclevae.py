@@ -64,13 +64,16 @@ class PairModelConfig:
 class CycleVAEConfig(PairModelConfig):
     reverse_cycle_weight: float = 10.0
     independence_weight: float = 0.0  # ours: HSIC(mean of z, s) in the forward cycle; 0: authors'
+    # training steps before the term joins: from the start it keeps z from ever carrying style
+    independence_start: int = 0
 
     def __post_init__(self):
         super().__post_init__()
-        if self.reverse_cycle_weight < 0 or self.independence_weight < 0:
+        if min(self.reverse_cycle_weight, self.independence_weight, self.independence_start) < 0:
             raise ValueError(
-                f"need reverse_cycle_weight >= 0 and independence_weight >= 0, got "
-                f"{self.reverse_cycle_weight}, {self.independence_weight}"
+                f"need reverse_cycle_weight, independence_weight and independence_start >= 0, "
+                f"got {self.reverse_cycle_weight}, {self.independence_weight}, "
+                f"{self.independence_start}"
             )
 
 
@@ -155,18 +158,22 @@ class CycleVAE(PairModel):
 
     def __init__(self, config: CycleVAEConfig | None = None):
         super().__init__(config or CycleVAEConfig())
+        if self.config.independence_weight > 0:  # in the state dict: a resumed run keeps its count
+            self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     def forward_terms(self, batch: PairBatch) -> dict[str, Tensor]:
         """The forward cycle's terms, plus ``independence`` = HSIC(mean of z, s) on both images
-        of each pair when independence_weight > 0. s is detached: the term moves the class out
-        of z, it must not move it out of s."""
+        of each pair when independence_weight > 0 (weighted from training step
+        independence_start on). s is detached: the term moves the class out of z, it must not
+        move it out of s."""
         forward = self.forward_cycle(batch.x, batch.partner)
         terms = {k: forward[k] for k in ("total", "reconstruction", "kl")}
         if self.config.independence_weight > 0:
-            terms["independence"] = normalized_hsic(forward["mean"], forward["s"].detach())
-            terms["total"] = (
-                terms["total"] + self.config.independence_weight * terms["independence"]
+            weight = self.config.independence_weight * (
+                self.steps >= self.config.independence_start
             )
+            terms["independence"] = normalized_hsic(forward["mean"], forward["s"].detach())
+            terms["total"] = terms["total"] + weight * terms["independence"]
         return terms
 
     def reverse_cycle(self, x: Tensor, unrelated: Tensor) -> Tensor:
@@ -214,6 +221,8 @@ class CycleVAE(PairModel):
         reverse_optimizer.zero_grad(set_to_none=True)
         (self.config.reverse_cycle_weight * reverse).backward()
         reverse_optimizer.step()
+        if self.config.independence_weight > 0:
+            self.steps += 1
         total = forward["total"] + self.config.reverse_cycle_weight * reverse
         terms = {**forward, "total": total, "reverse_cycle": reverse}
         return {k: v.detach() for k, v in terms.items()}
