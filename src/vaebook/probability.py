@@ -126,11 +126,12 @@ def normalized_hsic(x: Tensor, y: Tensor) -> Tensor:
     (Song et al. 2012), so that independent samples give 0 on average at any N (the plain
     estimator's bias grows with the dimension); 1 when y is a rescaled, shifted copy of x.
 
-    x: (N, Dx), y: (N, Dy), N >= 6 -> a scalar in about [-1, 1], differentiable in both.
+    x: (N, Dx), y: (N, Dy), N >= 4 (the estimate averages over four distinct rows) -> a scalar
+    in about [-1, 1], differentiable in both.
     """
-    if x.dim() != 2 or y.dim() != 2 or len(x) != len(y) or len(x) < 6:
+    if x.dim() != 2 or y.dim() != 2 or len(x) != len(y) or len(x) < 4:
         raise ValueError(
-            f"need paired samples x (N, Dx) and y (N, Dy) with N >= 6, got {tuple(x.shape)} "
+            f"need paired samples x (N, Dx) and y (N, Dy) with N >= 4, got {tuple(x.shape)} "
             f"and {tuple(y.shape)}"
         )
     k_x, k_y = _gaussian_kernel(x), _gaussian_kernel(y)
