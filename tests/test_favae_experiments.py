@@ -7,6 +7,7 @@ import pytest
 import torch
 from test_favae import killed_in_round
 
+from vaebook import fa
 from vaebook.cli import main
 from vaebook.data import SpritesData
 from vaebook.experiments import favae as favae_experiments
@@ -104,6 +105,38 @@ def test_experiment_config_refuses_bad_settings():
         favae_experiments.FAVAEExperiment(activation="gelu")
     with pytest.raises(ValueError, match="prior_from must be one of"):
         favae_experiments.FAVAEExperiment(prior_from="labels")
+    with pytest.raises(ValueError, match="label_views must be one of"):
+        favae_experiments.FAVAEExperiment(label_views="onehot")
+
+
+def test_condition_with_one_hot_real_label_views_and_the_side_prior(tmp_path):
+    folders = ["--results-dir", str(tmp_path), "--checkpoint-dir", str(tmp_path)]
+    flags = ["--set", "label_views=real", "--set", "prior_from=side"]
+    assert main(["reproduce", "favae-condition", *QUICK, *flags, *folders]) == 0
+    results, config, model = favae_experiments.load_run("condition", tmp_path, tmp_path)
+    assert config.label_views == "real" and model.config.prior_from == "side"
+    # every attribute and pose factor is a real view of its one-hot codes
+    widths = {name: view.data.shape[1] for name, view in model.fa.views.items()}
+    assert widths == {"image": 4, **dict.fromkeys(NAMES, 6), "action": 3, "direction": 3}
+    requested = torch.tensor([[0, 1, 2, 3], [5, 4, 3, 2]])
+    inputs = favae_experiments.condition_inputs(
+        model, requested, NAMES, torch.tensor([[2, 0, 0], [1, 2, 0]])
+    )
+    assert set(inputs) == {*NAMES, "action", "direction"}  # one frame kept: no frame view
+    assert torch.equal(inputs["topwear"].data, torch.eye(6)[[2, 3]])
+    assert torch.equal(inputs["action"].data, torch.eye(3)[[2, 1]])
+    assert model.predict(inputs, "image").shape == (2, 3, 64, 64)
+    read = results["metrics"]["attribute_accuracy"]
+    assert set(read) == {*NAMES, "all"} and all(0 <= v <= 1 for v in read.values())
+
+
+def test_label_view_is_the_probit_view_or_the_one_hot_real_view():
+    labels = torch.tensor([2, 0, 1])
+    categorical = favae_experiments.label_view(labels, 4)
+    assert isinstance(categorical, fa.Categorical) and categorical.n_classes == 4
+    assert torch.equal(categorical.data, labels)
+    real = favae_experiments.label_view(labels, 4, "real")
+    assert isinstance(real, fa.Real) and torch.equal(real.data, torch.eye(4)[labels])
 
 
 def test_a_killed_run_resumed_with_resume_ends_as_an_uninterrupted_run(tmp_path):

@@ -53,6 +53,7 @@ from vaebook.train import TrainConfig, load_checkpoint, seed_everything
 EXPERIMENT_NAMES = ("condition", "private-shared", "domain", "transfer")
 LEFT, RIGHT = 1, 2  # direction indices of SpritesData (front, left, right)
 ACTIONS = ("walk", "spellcard", "slash")
+LABEL_VIEWS = ("categorical", "real")
 
 
 @dataclass
@@ -72,6 +73,9 @@ class FAVAEExperiment:
     warmup_epochs: int = 4  # before the first FA round the latents must carry the attributes
     first_sweeps: int = 50
     sweeps: int = 5
+    # how attributes and pose join the layer: 'categorical' (the paper's probit views) or 'real'
+    # (their one-hot codes as real views; see `label_view`)
+    label_views: str = "categorical"
     beta: float = 1.0  # weight of the KL to the factor-analysis prior (transfer: transfer_beta)
     beta_ramp_epochs: int = 0
     prior_from: str = "all"  # the VAEs' prior from Z of 'all' views or of the 'side' views only
@@ -108,6 +112,8 @@ class FAVAEExperiment:
                 "likelihood must be 'bernoulli' or 'gaussian' and beta >= 0, got "
                 f"{self.likelihood!r} and {self.beta}"
             )
+        if self.label_views not in LABEL_VIEWS:
+            raise ValueError(f"label_views must be one of {LABEL_VIEWS}, got {self.label_views!r}")
         activation_layer(self.activation)  # refuses an unknown name before any data is loaded
         self.model_config(("image",))  # refuses a bad prior_from or factors before loading data
         if not self.frames or not set(self.frames) <= set(range(8)):
@@ -206,17 +212,36 @@ def _characters(splits: list[SpritesData], ids: Tensor, frames: tuple[int, ...])
     return replace(parts[0], **{f: torch.cat([getattr(p, f) for p in parts]) for f in tensors})
 
 
-def attribute_views(attributes: Tensor, names: tuple[str, ...]) -> dict[str, fa.View]:
-    """One categorical view per attribute: attributes (N, A) -> {name: Categorical}."""
+def label_view(labels: Tensor, n_classes: int, kind: str = "categorical") -> fa.View:
+    """Labels (N,) in 0..n_classes-1 as a view of the layer: 'categorical', the paper's probit
+    view, or 'real', their one-hot codes (N, n_classes) as a real view, whose Gaussian
+    conditioning pins Z down where a few probit observations leave it near its prior mean."""
+    labels = labels.cpu()
+    if kind == "real":
+        return fa.Real(torch.nn.functional.one_hot(labels, n_classes).float())
+    return fa.Categorical(labels, n_classes=n_classes)
+
+
+def attribute_views(
+    attributes: Tensor, names: tuple[str, ...], kind: str = "categorical"
+) -> dict[str, fa.View]:
+    """One view per attribute (`label_view` of `kind`): attributes (N, A) -> {name: view}."""
     return {
-        name: fa.Categorical(attributes[:, a].cpu(), n_classes=SPRITES_VALUES)
-        for a, name in enumerate(names)
+        name: label_view(attributes[:, a], SPRITES_VALUES, kind) for a, name in enumerate(names)
     }
 
 
-def attribute_inputs(attributes: Tensor, names: tuple[str, ...]) -> dict[str, Tensor]:
-    """Requested attributes (B, A) as `FAVAE.predict` inputs {name: (B,)}."""
-    return {name: attributes[:, a].cpu() for a, name in enumerate(names)}
+def label_inputs(model: FAVAE, labels: dict[str, Tensor]) -> dict[str, fa.View]:
+    """Labels {view: (B,)} of new rows as `FAVAE.predict` inputs, each a view of the kind the
+    model's layer was fitted with (categorical, or one-hot real)."""
+    inputs = {}
+    for name, values in labels.items():
+        template = model.fa.views[name]
+        if isinstance(template, fa.Real):
+            inputs[name] = label_view(values, template.data.shape[1], "real")
+        else:
+            inputs[name] = label_view(values, template.n_classes)
+    return inputs
 
 
 POSE_FACTORS = ("action", "direction", "frame")
@@ -229,13 +254,15 @@ def pose_labels(data: SpritesData, frames: tuple[int, ...]) -> Tensor:
     return torch.stack([data.action, data.direction, frame_index[data.frame]], 1)
 
 
-def pose_views(data: SpritesData, frames: tuple[int, ...]) -> dict[str, fa.View]:
-    """One categorical view per pose factor that takes more than one value in `frames`'
-    images: {'action', 'direction', 'frame' (with several frames)} -> Categorical."""
+def pose_views(
+    data: SpritesData, frames: tuple[int, ...], kind: str = "categorical"
+) -> dict[str, fa.View]:
+    """One view (`label_view` of `kind`) per pose factor that takes more than one value in
+    `frames`' images: {'action', 'direction', 'frame' (with several frames)} -> view."""
     sizes = (len(ACTIONS), len(data.direction_names), len(frames))
     poses = pose_labels(data, frames)
     return {
-        name: fa.Categorical(poses[:, i].cpu(), n_classes=size)
+        name: label_view(poses[:, i], size, kind)
         for i, (name, size) in enumerate(zip(POSE_FACTORS, sizes, strict=True))
         if size > 1
     }
@@ -243,15 +270,15 @@ def pose_views(data: SpritesData, frames: tuple[int, ...]) -> dict[str, fa.View]
 
 def condition_inputs(
     model: FAVAE, attributes: Tensor, names: tuple[str, ...], poses: Tensor | None = None
-) -> dict[str, Tensor]:
-    """`FAVAE.predict` inputs that request attributes (B, A) and, if the model has pose views,
-    the poses (B, 3) from `pose_labels`."""
-    inputs = attribute_inputs(attributes, names)
+) -> dict[str, fa.View]:
+    """`FAVAE.predict` inputs (`label_inputs`) that request attributes (B, A) and, if the
+    model has pose views, the poses (B, 3) from `pose_labels`."""
+    labels = {name: attributes[:, a] for a, name in enumerate(names)}
     if poses is not None:
-        for i, name in enumerate(POSE_FACTORS):
-            if name in model.fa.views:
-                inputs[name] = poses[:, i].cpu()
-    return inputs
+        labels |= {
+            name: poses[:, i] for i, name in enumerate(POSE_FACTORS) if name in model.fa.views
+        }
+    return label_inputs(model, labels)
 
 
 def attribute_reader(
@@ -409,9 +436,9 @@ def final(history: dict, key: str) -> float:
 def condition_data(config: FAVAEExperiment, train: SpritesData) -> FAVAEData:
     """The conditioning experiment's rows: the images, the four attributes as categorical
     views and, with `config.pose_views`, the pose factors as categorical views."""
-    side_views = attribute_views(train.attributes, train.attribute_names)
+    side_views = attribute_views(train.attributes, train.attribute_names, config.label_views)
     if config.pose_views:
-        side_views |= pose_views(train, config.frames)
+        side_views |= pose_views(train, config.frames, config.label_views)
     return FAVAEData({"image": train.images}, side_views)
 
 
@@ -432,10 +459,13 @@ def run_condition(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
     # every combination at the pose of a random test image (seeded)
     generator = torch.Generator().manual_seed(config.seed + 1)
     rows = torch.randint(len(test), (len(combinations),), generator=generator)
-    requests = condition_inputs(model, combinations, names, pose_labels(test, config.frames)[rows])
+    poses = pose_labels(test, config.frames)[rows]
     generated = torch.cat(
         [
-            model.predict({k: v[i : i + 500] for k, v in requests.items()}, "image").cpu()
+            model.predict(
+                condition_inputs(model, combinations[i : i + 500], names, poses[i : i + 500]),
+                "image",
+            ).cpu()
             for i in range(0, len(combinations), 500)
         ]
     )
@@ -478,7 +508,7 @@ def directions(data: SpritesData) -> tuple[SpritesData, SpritesData]:
 def run_private_shared(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
     names = train.attribute_names
     (left, right), (test_left, _) = directions(train), directions(test)
-    side = attribute_views(left.attributes, names)
+    side = attribute_views(left.attributes, names, config.label_views)
     data = FAVAEData({"left": left.images, "right": right.images}, side)
     model, history = fit_favae(config, ("left", "right"), data)
     shared = model.shared_factors(["left", "right"])
@@ -538,7 +568,7 @@ def run_domain(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
     )  # fmt: skip
     b_images = b.images[partners.to(b.images.device)]
     labels = a.factor(label).cpu()
-    side = {label: fa.Categorical(labels, n_classes=SPRITES_VALUES)}
+    side = {label: label_view(labels, SPRITES_VALUES, config.label_views)}
     model, history = fit_favae(config, ("a", "b"), FAVAEData({"a": a.images, "b": b_images}, side))
     shared = model.shared_factors(["a", "b"])
     source = {"a": model.encode("a", test_a.images)}  # encoded once, used twice
@@ -579,13 +609,16 @@ def run_transfer(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
     vae_config = config.model_config(("image",), beta=config.transfer_beta).vae_config()
     beta_vae, beta_history = train_vae(config, "beta-vae", vae_config, train.images, config.epochs)
     pretrained = posterior_means(beta_vae, train.images)[0].cpu()
-    side = {"pretrained": fa.Real(pretrained), **attribute_views(train.attributes, names)}
+    side = {
+        "pretrained": fa.Real(pretrained),
+        **attribute_views(train.attributes, names, config.label_views),
+    }
     data = FAVAEData({"image": train.images}, side)
     model, history = fit_favae(config, ("image",), data, beta=config.transfer_beta)
 
     inputs = {
         "pretrained": posterior_means(beta_vae, test.images)[0].cpu(),
-        **attribute_inputs(test.attributes, names),
+        **condition_inputs(model, test.attributes, names),
     }
     prior_mean, prior_logvar = model.prior_from(inputs, "image")
     mean, logvar = posterior_means(model.vaes["image"], test.images)
