@@ -126,8 +126,17 @@ def test_condition_with_one_hot_real_label_views_and_the_side_prior(tmp_path):
     assert torch.equal(inputs["topwear"].data, torch.eye(6)[[2, 3]])
     assert torch.equal(inputs["action"].data, torch.eye(3)[[2, 1]])
     assert model.predict(inputs, "image").shape == (2, 3, 64, 64)
-    read = results["metrics"]["attribute_accuracy"]
-    assert set(read) == {*NAMES, "all"} and all(0 <= v <= 1 for v in read.values())
+    for key in ("attribute_accuracy", "attribute_accuracy_real_views"):
+        read = results["metrics"][key]
+        assert set(read) == {*NAMES, "all"} and all(0 <= v <= 1 for v in read.values())
+    # the categorical reading layer is kept and reads the recorded accuracy again
+    layer = torch.load(favae_experiments.reading_layer_path(config), weights_only=False)["layer"]
+    assert all(isinstance(layer.views[name], fa.Categorical) for name in NAMES)
+    _, test = favae_experiments.split_for(config)
+    source = {"image": model.encode("image", test.images)}
+    predicted = torch.stack([layer.predict(source, n).argmax(1) for n in NAMES], 1)
+    expected = results["metrics"]["attribute_accuracy"]
+    assert favae_experiments.agreement(predicted, test.attributes, NAMES) == pytest.approx(expected)
 
 
 def test_label_view_is_the_probit_view_or_the_one_hot_real_view():

@@ -48,7 +48,7 @@ from vaebook.metrics import latent_probe
 from vaebook.models import FAVAE, VAE, FAVAEConfig, FAVAEData, FAVAESchedule, VAEConfig
 from vaebook.nets import activation_layer
 from vaebook.probability import kl_normal, kl_to_standard_normal
-from vaebook.train import TrainConfig, load_checkpoint, seed_everything
+from vaebook.train import TrainConfig, load_checkpoint, save_atomic, seed_everything
 
 EXPERIMENT_NAMES = ("condition", "private-shared", "domain", "transfer")
 LEFT, RIGHT = 1, 2  # direction indices of SpritesData (front, left, right)
@@ -434,12 +434,34 @@ def final(history: dict, key: str) -> float:
 
 
 def condition_data(config: FAVAEExperiment, train: SpritesData) -> FAVAEData:
-    """The conditioning experiment's rows: the images, the four attributes as categorical
-    views and, with `config.pose_views`, the pose factors as categorical views."""
+    """The conditioning experiment's rows: the images, the four attributes as views of kind
+    `config.label_views` and, with `config.pose_views`, the pose factors as views too."""
     side_views = attribute_views(train.attributes, train.attribute_names, config.label_views)
     if config.pose_views:
         side_views |= pose_views(train, config.frames, config.label_views)
     return FAVAEData({"image": train.images}, side_views)
+
+
+READING_SWEEPS = 100
+
+
+def reading_layer_path(config: FAVAEExperiment) -> Path:
+    """Where `run_condition` keeps the categorical reading layer of a real-label-view run."""
+    return Path(config.checkpoint_dir) / f"{config.name}-categorical-layer.pt"
+
+
+def categorical_reading_layer(
+    config: FAVAEExperiment, model: FAVAE, train: SpritesData
+) -> fa.SSHIBA:
+    """The paper's read-out of labels from codes, for a model trained with one-hot real label
+    views: a factor-analysis layer with the trained encoder's moments on `train` as its latent
+    view and the attributes and pose as categorical views, fitted afresh. Reading a one-hot
+    code by least squares masks the middle values of an attribute whose codes lie along one
+    direction (Hastie et al., ESL section 4.2); the probit views do not."""
+    data = condition_data(replace(config, label_views="categorical"), train)
+    views = {"image": model.encode("image", data.images["image"]), **data.side_views}
+    settings = fa.FAConfig(seed=config.seed, device=model.device)
+    return fa.SSHIBA(views, k=config.factors, config=settings).fit(n_iter=READING_SWEEPS)
 
 
 def run_condition(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
@@ -475,8 +497,18 @@ def run_condition(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
         -final(history, "reconstruction"),
         -final(vae_history, "reconstruction"),
     )
+    read = {"attribute_accuracy": agreement(predicted, test.attributes, names)}
+    if config.label_views == "real":  # the trained layer's read-out, then the paper's
+        layer = categorical_reading_layer(config, model, train)
+        save_atomic({"layer": layer.for_prediction()}, reading_layer_path(config))
+        categorical = torch.stack([layer.predict(source, n).argmax(1).cpu() for n in names], 1)
+        read = {
+            "attribute_accuracy": agreement(categorical, test.attributes, names),
+            "attribute_accuracy_real_views": read["attribute_accuracy"],
+            "reading_layer_factors": layer.k,
+        }
     metrics = {
-        "attribute_accuracy": agreement(predicted, test.attributes, names),
+        **read,
         "generation_accuracy": agreement(reader.read(generated), combinations, names),
         # the ceiling of generation: what the reader sees in the decoder's own reconstructions
         "reconstruction_accuracy": agreement(
