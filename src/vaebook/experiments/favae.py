@@ -460,7 +460,7 @@ def categorical_reading_layer(
     direction (Hastie et al., ESL section 4.2); the probit views do not."""
     data = condition_data(replace(config, label_views="categorical"), train)
     views = {"image": model.encode("image", data.images["image"]), **data.side_views}
-    settings = fa.FAConfig(seed=config.seed, device=model.device)
+    settings = fa.FAConfig(seed=config.seed, device=model.device, dtype=torch.float64)
     return fa.SSHIBA(views, k=config.factors, config=settings).fit(n_iter=READING_SWEEPS)
 
 

@@ -269,7 +269,9 @@ class FAVAE(nn.Module):
 
     def start_fa(self, data: FAVAEData) -> None:
         """Build the factor-analysis layer from the encoders' moments on `data` and its side
-        views, on the VAEs' device (float64 on the CPU, float32 elsewhere)."""
+        views, on the VAEs' device, in float64 on every device: a side view that the factors
+        reproduce almost exactly (one-hot codes as `fa.Real`) drives its noise precision to
+        about 1e12, where float32 precision matrices stop being positive definite."""
         self._check_views(data)
         if self.config.prior_from == "side" and not data.side_views:
             raise ValueError(
@@ -278,7 +280,10 @@ class FAVAE(nn.Module):
             )
         latents = {name: self.encode(name, data.images[name]) for name in self.vaes}
         config = fa.FAConfig(
-            rotate=self.config.fa_rotate, seed=self.config.seed, device=self.device
+            rotate=self.config.fa_rotate,
+            seed=self.config.seed,
+            device=self.device,
+            dtype=torch.float64,
         )
         self.fa = fa.SSHIBA({**latents, **data.side_views}, k=self.config.factors, config=config)
 
