@@ -2,7 +2,9 @@
 
 - condition: FA-VAE on (images, the four attributes, the pose) against a vanilla VAE on the images:
   reconstruction and KL curves, attributes predicted from test images, images generated for
-  attribute combinations and read by an independent classifier.
+  attribute combinations and read by an independent classifier. The labels join the layer as
+  the paper's categorical views or, with `label_views='real'`, as real views of their one-hot
+  codes (then a categorical layer fitted on the trained codes reads the attributes back).
 - private-shared: two image views of the same character, action and frame (facing left, facing
   right) and the attributes: the factor-by-view activity map, the shared and private factors,
   images generated from the shared factors only and from one view's private factors only.
@@ -442,7 +444,7 @@ def condition_data(config: FAVAEExperiment, train: SpritesData) -> FAVAEData:
     return FAVAEData({"image": train.images}, side_views)
 
 
-READING_SWEEPS = 100
+READING_SWEEPS = 100  # of the reading layer, from its PCA start (a run's first round has 50)
 
 
 def reading_layer_path(config: FAVAEExperiment) -> Path:

@@ -13,8 +13,10 @@ N(<z_n><W_m>^T + <b_m>, <tau_m>^-1 I) (`SSHIBA.prior_moments`), and its loss per
 
 With `FAVAEConfig(prior_from="side")` the <z_n> of the prior is inferred from row n's side views
 alone (`SSHIBA.z_from`), not from every view: the KL then pulls each code towards what its labels
-predict through the linear layer, which is what generation from labels decodes (on Sprites it
-made both directions worse: chapter 8). The default, 'all', is the paper's.
+predict through the linear layer, which is what generation from labels decodes. On Sprites it
+made both directions worse with categorical label views, and with the labels as real views of
+their one-hot codes it made the codes linear in the labels (chapter 8). The default, 'all', is
+the paper's.
 
 Training alternates (`FAVAE.fit`, schedule in `FAVAESchedule`): factor-analysis sweeps with the
 VAEs fixed, then VAE epochs against the refreshed prior, then the latent views refreshed from
