@@ -149,6 +149,23 @@ def trained():
     return model, chance_model, history, two_views(256, seed=1)
 
 
+def test_combine_with_every_factor_is_predict_and_takes_each_part_on_its_factors(trained):
+    model, _, _, (test_images, _) = trained
+    a, b = {"a": test_images["a"][:16]}, {"a": test_images["a"][16:32]}
+    every = torch.ones(model.fa.k, dtype=torch.bool)
+    torch.testing.assert_close(model.combine([(a, every)], "b"), model.predict(a, "b"))
+    first = torch.arange(model.fa.k) < model.fa.k // 2
+    z = torch.where(
+        first.to(model.fa.device),
+        model.fa.posterior_z(model._as_views(a)).mean,
+        model.fa.posterior_z(model._as_views(b)).mean,
+    )
+    by_hand = model.vaes["b"].decode(model.fa.q["b"].mean_of(z).float())
+    torch.testing.assert_close(model.combine([(a, first), (b, ~first)], "b"), by_hand)
+    with pytest.raises(ValueError, match="overlap"):
+        model.combine([(a, every), (b, first)], "b")
+
+
 def accuracy(probabilities: torch.Tensor, labels: torch.Tensor) -> float:
     return float((probabilities.argmax(1) == labels).float().mean())
 

@@ -67,7 +67,13 @@ METRICS = {
         "code_probe_accuracy",
         "reconstruction_accuracy",
     },
-    "private-shared": {"activity", "shared_factors", "left_to_right_shared_attribute_accuracy"},
+    "private-shared": {
+        "activity",
+        "shared_factors",
+        "left_to_right_shared_attribute_accuracy",
+        "left_pose_probe_accuracy",
+        "left_to_right_at_donor_pose_attribute_accuracy",
+    },
     "domain": {"favae_translation_accuracy", "baseline_translation_accuracy"},
     "transfer": {"favae_test_r2", "beta_vae_test_r2", "favae_test_kl", "beta_vae_test_kl"},
 }
@@ -88,6 +94,34 @@ def test_experiment_writes_results_and_a_loadable_checkpoint(experiment, tmp_pat
     model = FAVAE(FAVAEConfig(**state["model_config"]))
     load_checkpoint(checkpoint_dir / f"favae-{experiment}.pt", model)
     assert model.fa is not None and set(model.config.image_views) <= set(model.fa.views)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("label_views", ["categorical", "real"])
+@pytest.mark.parametrize("experiment", sorted(METRICS))
+def test_experiment_runs_with_the_layer_and_the_vaes_on_the_gpu(experiment, label_views, tmp_path):
+    on_gpu = [*QUICK[: QUICK.index("--device")], "--device", "cuda", "--no-progress"]
+    folders = ["--results-dir", str(tmp_path), "--checkpoint-dir", str(tmp_path)]
+    args = ["--set", f"label_views={label_views}", "--set", "prior_from=side", *folders]
+    assert main(["reproduce", f"favae-{experiment}", *on_gpu, *args]) == 0
+    results = json.loads((tmp_path / f"favae-{experiment}.json").read_text())
+    assert results["device"].startswith("cuda") and METRICS[experiment] <= set(results["metrics"])
+    model = FAVAE(
+        FAVAEConfig(
+            **torch.load(tmp_path / f"favae-{experiment}.pt", weights_only=False)["model_config"]
+        )
+    )
+    load_checkpoint(tmp_path / f"favae-{experiment}.pt", model)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_same_character_partners_permute_the_rows_within_each_character():
+    character = torch.tensor([3, 1, 3, 1, 3, 2, 1, 3])
+    partners = favae_experiments.same_character_partners(character, seed=0)
+    assert sorted(partners.tolist()) == list(range(len(character)))  # every image used once
+    assert torch.equal(character[partners], character)
+    moved = [favae_experiments.same_character_partners(character, seed=s) for s in range(5)]
+    assert any(not torch.equal(p, torch.arange(len(character))) for p in moved)
 
 
 def test_experiment_config_refuses_bad_settings():

@@ -5,9 +5,10 @@
   attribute combinations and read by an independent classifier. The labels join the layer as
   the paper's categorical views or, with `label_views='real'`, as real views of their one-hot
   codes (then a categorical layer fitted on the trained codes reads the attributes back).
-- private-shared: two image views of the same character, action and frame (facing left, facing
-  right) and the attributes: the factor-by-view activity map, the shared and private factors,
-  images generated from the shared factors only and from one view's private factors only.
+- private-shared: two image views of the same character (facing left, facing right), each in its
+  own random action and frame, and the attributes: the factor-by-view activity map, the shared
+  and private factors, images generated from the shared factors only and from one view's
+  private factors only, and what each set of factors says about the pose of its view.
 - domain: domain A (one action) and domain B (another), rows paired only through a shared label
   (hair): each A image with a random B image of another character with the same hair. A -> B
   through the shared factors, against two N(0, I) VAEs joined by a least-squares linear map.
@@ -89,6 +90,10 @@ class FAVAEExperiment:
     # condition: action, direction and frame join as categorical views, so that an image can be
     # requested at one pose; without them a request decodes the mean code of all 36 poses, a blur
     pose_views: bool = True
+    # private-shared: the right image of each row shows its character in another random action
+    # and frame, so that pose is private to each view; False pairs the same pose, which leaves
+    # nothing private (the two views then differ only by a constant, the direction)
+    independent_poses: bool = True
     domain_a: str = "walk"  # domain: the action of domain A
     domain_b: str = "slash"  # domain: the action of domain B
     shared_label: str = "hair"  # domain: the attribute shared by the two domains
@@ -539,9 +544,48 @@ def directions(data: SpritesData) -> tuple[SpritesData, SpritesData]:
     return left, right
 
 
+def same_character_partners(character: Tensor, seed: int) -> Tensor:
+    """(N,) for every row a random row of the same character: a permutation within each
+    character, so that every image is used once."""
+    generator = torch.Generator().manual_seed(seed)
+    character = character.cpu().double()
+    grouped = torch.argsort(character, stable=True)
+    shuffled = torch.argsort(character + torch.rand(len(character), generator=generator))
+    partners = torch.empty_like(grouped)
+    partners[grouped] = shuffled  # rank i of the grouped order takes rank i of the shuffled one
+    return partners
+
+
+def pose_probes(model: FAVAE, factors: dict[str, Tensor], train, test) -> dict:
+    """Test accuracy of a linear probe that reads the action and the frame of a left image from
+    E[Z | that image] restricted to each set of `factors` ((K,) bool); a set with no factor
+    reads nothing (a constant feature: the majority class)."""
+    train_z = model.fa.z_from(["left"]).float().cpu()
+    test_z = model.fa.posterior_z({"left": model.encode("left", test.images)}).mean.float().cpu()
+
+    def restricted(z: Tensor, mask: Tensor) -> Tensor:
+        return z[:, mask.cpu()] if mask.any() else torch.zeros(len(z), 1)
+
+    return {
+        name: {
+            pose: latent_probe(
+                restricted(train_z, mask),
+                train.factor(pose).cpu(),
+                restricted(test_z, mask),
+                test.factor(pose).cpu(),
+                hidden=(),
+            )["test_accuracy"]
+            for pose in ("action", "frame")
+        }
+        for name, mask in factors.items()
+    }
+
+
 def run_private_shared(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
     names = train.attribute_names
-    (left, right), (test_left, _) = directions(train), directions(test)
+    (left, right), (test_left, test_right) = directions(train), directions(test)
+    if config.independent_poses:
+        right = right.select(same_character_partners(right.character, config.seed))
     side = attribute_views(left.attributes, names, config.label_views)
     data = FAVAEData({"left": left.images, "right": right.images}, side)
     model, history = fit_favae(config, ("left", "right"), data)
@@ -552,6 +596,13 @@ def run_private_shared(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
     from_all = model.predict(source, "right").cpu()
     from_private = model.predict(source, "left", factors=private_left).cpu()
     predicted = torch.stack([model.predict(source, n).argmax(1).cpu() for n in names], 1)
+    # the left character at the pose of a random right image: shared factors from the one,
+    # the right view's private factors from the other
+    donors = torch.randperm(len(test_right), generator=torch.Generator().manual_seed(config.seed))
+    pose_donors = test_right.select(donors)
+    at_donor_pose = model.combine(
+        [(source, shared), ({"right": pose_donors.images}, private_right)], "right"
+    ).cpu()
     metrics = {
         "views": list(model.fa.views),
         "activity": model.fa.activity().tolist(),
@@ -568,6 +619,12 @@ def run_private_shared(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
         ),
         "left_private_only_attribute_accuracy": agreement(
             reader.read(from_private), test_left.attributes, names
+        ),
+        "left_to_right_at_donor_pose_attribute_accuracy": agreement(
+            reader.read(at_donor_pose), test_left.attributes, names
+        ),
+        "left_pose_probe_accuracy": pose_probes(
+            model, {"shared": shared, "private": private_left}, left, test_left
         ),
     }
     return model, metrics, {"history": history}
@@ -724,6 +781,10 @@ def run(config: FAVAEExperiment, split: tuple[SpritesData, SpritesData] | None =
         "train_images": len(train),
         "test_images": len(test),
         "seconds": time.perf_counter() - start,
+        # epochs, encodings and sweeps of the FA-VAE over every session of a resumed run
+        "train_seconds": sum(
+            sum(history.get(key, [])) for key in ("seconds", "encode_seconds", "fa_seconds")
+        ),
         **environment(model.device),
     }
     path = Path(config.results_dir) / f"{config.name}.json"

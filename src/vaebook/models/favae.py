@@ -462,6 +462,32 @@ class FAVAE(nn.Module):
             return self.vaes[output].decode(prediction)
         return prediction
 
+    @torch.no_grad()
+    def combine(
+        self, parts: list[tuple[dict[str, Tensor | fa.View], Tensor]], output: str
+    ) -> Tensor:
+        """Image view `output` decoded from factors read off different rows.
+
+        parts: (inputs, factors) pairs: E[Z | inputs] (inputs as in `predict`, the same B rows in
+            every part) is kept on `factors`, (K,) bool, disjoint between parts; factors of no
+            part sit at their prior mean 0. E.g. [({"left": x}, shared), ({"right": y},
+            private_right)] draws the character of x at the pose of y.
+        Returns (B, C, H, W) in [0, 1]; one part with every factor is `predict(inputs, output)`.
+        """
+        self._vae(output)
+        layer = self._layer()
+        masks = [torch.as_tensor(factors, device=layer.device) for _, factors in parts]
+        if any(m.dtype != torch.bool or m.shape != (layer.k,) for m in masks):
+            raise ValueError(f"each part's factors must be a (K,) = ({layer.k},) bool mask")
+        if (torch.stack(masks).sum(0) > 1).any():
+            raise ValueError("the parts' factors overlap: give every factor to one part at most")
+        z = sum(
+            layer.posterior_z(self._as_views(inputs)).mean * mask.to(layer.dtype)
+            for (inputs, _), mask in zip(parts, masks, strict=True)
+        )
+        mean = layer.q[output].mean_of(z).to(self.device, torch.float32)
+        return self.vaes[output].decode(mean)
+
     # -- checkpoints: the layer travels with the weights ----------------------------------------
 
     def get_extra_state(self) -> dict:
