@@ -155,11 +155,8 @@ def test_combine_with_every_factor_is_predict_and_takes_each_part_on_its_factors
     every = torch.ones(model.fa.k, dtype=torch.bool)
     torch.testing.assert_close(model.combine([(a, every)], "b"), model.predict(a, "b"))
     first = torch.arange(model.fa.k) < model.fa.k // 2
-    z = torch.where(
-        first.to(model.fa.device),
-        model.fa.posterior_z(model._as_views(a)).mean,
-        model.fa.posterior_z(model._as_views(b)).mean,
-    )
+    z_a, z_b = (model.fa.posterior_z({"a": model.encode("a", x["a"])}).mean for x in (a, b))
+    z = torch.where(first.to(model.fa.device), z_a, z_b)
     by_hand = model.vaes["b"].decode(model.fa.q["b"].mean_of(z).float())
     torch.testing.assert_close(model.combine([(a, first), (b, ~first)], "b"), by_hand)
     with pytest.raises(ValueError, match="overlap"):
