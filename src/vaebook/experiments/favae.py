@@ -556,12 +556,13 @@ def same_character_partners(character: Tensor, seed: int) -> Tensor:
     return partners
 
 
-def pose_probes(model: FAVAE, factors: dict[str, Tensor], train, test) -> dict:
+def pose_probes(model: FAVAE, factors: dict[str, Tensor], train, test, test_inputs) -> dict:
     """Test accuracy of a linear probe that reads the action and the frame of a left image from
     E[Z | that image] restricted to each set of `factors` ((K,) bool); a set with no factor
-    reads nothing (a constant feature: the majority class)."""
+    reads nothing (a constant feature: the majority class). test_inputs: {"left": the latent
+    view of test.images}, as `FAVAE.encode` gives it."""
     train_z = model.fa.z_from(["left"]).float().cpu()
-    test_z = model.fa.posterior_z({"left": model.encode("left", test.images)}).mean.float().cpu()
+    test_z = model.fa.posterior_z(test_inputs).mean.float().cpu()
 
     def restricted(z: Tensor, mask: Tensor) -> Tensor:
         return z[:, mask.cpu()] if mask.any() else torch.zeros(len(z), 1)
@@ -591,7 +592,8 @@ def run_private_shared(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
     model, history = fit_favae(config, ("left", "right"), data)
     shared = model.shared_factors(["left", "right"])
     private_left, private_right = model.private_factors("left"), model.private_factors("right")
-    source = {"left": model.encode("left", test_left.images)}  # encoded once, used 7 times
+    # encoded once, used by every reading below
+    source = {"left": model.encode("left", test_left.images)}
     from_shared = model.predict(source, "right", factors=shared).cpu()
     from_all = model.predict(source, "right").cpu()
     from_private = model.predict(source, "left", factors=private_left).cpu()
@@ -624,7 +626,7 @@ def run_private_shared(config, train, test, reader) -> tuple[FAVAE, dict, dict]:
             reader.read(at_donor_pose), test_left.attributes, names
         ),
         "left_pose_probe_accuracy": pose_probes(
-            model, {"shared": shared, "private": private_left}, left, test_left
+            model, {"shared": shared, "private": private_left}, left, test_left, source
         ),
     }
     return model, metrics, {"history": history}
@@ -781,14 +783,17 @@ def run(config: FAVAEExperiment, split: tuple[SpritesData, SpritesData] | None =
         "train_images": len(train),
         "test_images": len(test),
         "seconds": time.perf_counter() - start,
-        # epochs, encodings and sweeps of the FA-VAE over every session of a resumed run
-        "train_seconds": sum(
-            sum(history.get(key, [])) for key in ("seconds", "encode_seconds", "fa_seconds")
-        ),
+        "train_seconds": training_seconds(history),
         **environment(model.device),
     }
     path = Path(config.results_dir) / f"{config.name}.json"
     return write_results(path, config.name, config, metrics, extra)
+
+
+def training_seconds(history: dict) -> float:
+    """Seconds of an FA-VAE's epochs, encodings and sweeps from `FAVAE.fit`'s history: over
+    every session of a resumed run, whose `seconds` in the results count only the last."""
+    return sum(sum(history.get(key, [])) for key in ("seconds", "encode_seconds", "fa_seconds"))
 
 
 def load_run(
