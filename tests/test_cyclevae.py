@@ -200,6 +200,22 @@ def test_independence_term_is_the_hsic_of_the_z_means_and_a_detached_s():
     assert "independence" not in CycleVAE().loss(batch)  # the authors' model by default
 
 
+def test_independence_term_off_the_features_trains_only_the_z_mean_head():
+    model = CycleVAE(CycleVAEConfig(independence_weight=0.5, independence_on_features=False))
+    batch = _pair_batch()
+    torch.manual_seed(3)
+    terms = model.forward_terms(batch)
+    torch.manual_seed(3)
+    forward = model.forward_cycle(batch.x, batch.partner)
+    torch.testing.assert_close(
+        terms["independence"], normalized_hsic(forward["mean"], forward["s"])
+    )
+    terms["independence"].backward()
+    assert model.encoder.unspecified_mean.weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in model.encoder.features.parameters())
+    assert model.encoder.specified.weight.grad is None
+
+
 def test_independence_term_joins_after_independence_start_steps():
     model = CycleVAE(CycleVAEConfig(independence_weight=0.5, independence_start=1))
     optimizers = model.configure_optimizers(TrainConfig(lr=1e-3))

@@ -309,7 +309,10 @@ class CycleEncoder(nn.Module):
         set_norm_mode(self, norm_mode)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        h = self.features(x)
+        return self.heads(self.features(x))
+
+    def heads(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """h: (B, 256) convolutional features -> mean, log-variance of z and s."""
         return self.unspecified_mean(h), self.unspecified_logvar(h), self.specified(h)
 
 

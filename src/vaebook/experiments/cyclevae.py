@@ -55,6 +55,7 @@ class CycleVAEExperiment:
     reverse_cycle_weight: float = 10.0  # cyclevae only
     independence_weight: float = 0.0  # cyclevae only; ours: HSIC(mean of z, s), 0: the authors'
     independence_start: int = 0  # cyclevae only: training steps before that term joins
+    independence_on_features: bool = True  # cyclevae only; False: that term trains z's head only
     adversarial_weight: float = 0.01  # mathieu and szabo only
     probe_epochs: int = 30
     norm_modes: tuple[str, ...] = NORM_MODES  # eval modes the probes are run in
@@ -103,6 +104,7 @@ class CycleVAEExperiment:
                     reverse_cycle_weight=self.reverse_cycle_weight,
                     independence_weight=self.independence_weight,
                     independence_start=self.independence_start,
+                    independence_on_features=self.independence_on_features,
                     **common,
                 )
             )

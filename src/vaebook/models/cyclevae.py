@@ -66,6 +66,8 @@ class CycleVAEConfig(PairModelConfig):
     independence_weight: float = 0.0  # ours: HSIC(mean of z, s) in the forward cycle; 0: authors'
     # training steps before the term joins: from the start it keeps z from ever carrying style
     independence_start: int = 0
+    # False: the term trains z's mean head only, not the convolutional features s also reads
+    independence_on_features: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -124,9 +126,10 @@ class PairModel(nn.Module):
 
         x, partner: (B, C, H, W) sharing the specified factor. Returns total, reconstruction,
         kl (when variational), and the codes of both (2B, .) for the callers' use: z (sampled),
-        mean, s."""
+        mean, s, and the encoder's convolutional features (2B, 256)."""
         both = torch.cat([x, partner])
-        mean, logvar, s = self.encoder(both)
+        features = self.encoder.features(both)
+        mean, logvar, s = self.encoder.heads(features)
         z = reparameterize(mean, logvar) if self.variational else mean
         swapped = s.roll(len(x), dims=0)  # x gets the partner's s and the partner x's
         # the mean over both images' pixels is half the authors' sum over the pair
@@ -138,7 +141,7 @@ class PairModel(nn.Module):
             pixels = x[0].numel()
             terms["kl"] = kl_to_standard_normal(mean, logvar).sum() / (len(x) * pixels)
             total = total + cfg.kl_weight * terms["kl"]
-        return {"total": total, **terms, "z": z, "mean": mean, "s": s}
+        return {"total": total, **terms, "z": z, "mean": mean, "s": s, "features": features}
 
     @torch.no_grad()
     def swap(self, style: Tensor, content: Tensor) -> Tensor:
@@ -165,14 +168,18 @@ class CycleVAE(PairModel):
         """The forward cycle's terms, plus ``independence`` = HSIC(mean of z, s) on both images
         of each pair when independence_weight > 0 (weighted from training step
         independence_start on). s is detached: the term moves the class out of z, it must not
-        move it out of s."""
+        move it out of s; with independence_on_features False the shared features are detached
+        too, so only z's mean head learns from it."""
         forward = self.forward_cycle(batch.x, batch.partner)
         terms = {k: forward[k] for k in ("total", "reconstruction", "kl")}
         if self.config.independence_weight > 0:
             weight = self.config.independence_weight * (
                 self.steps >= self.config.independence_start
             )
-            terms["independence"] = normalized_hsic(forward["mean"], forward["s"].detach())
+            mean = forward["mean"]
+            if not self.config.independence_on_features:
+                mean = self.encoder.unspecified_mean(forward["features"].detach())
+            terms["independence"] = normalized_hsic(mean, forward["s"].detach())
             terms["total"] = terms["total"] + weight * terms["independence"]
         return terms
 
