@@ -30,6 +30,7 @@ from vaebook.experiments.favae import (
     sprites_split,
 )
 from vaebook.models import FAVAE
+from vaebook.train import fit_rounds
 
 VARIANTS = (("categorical", "all"), ("categorical", "side"), ("real", "side"))  # labels, prior
 
@@ -65,7 +66,9 @@ def main() -> None:
         train, _ = sprites_split(characters, 1, config.frames)
         torch.manual_seed(0)
         model = FAVAE(config.model_config(("image",)))
-        history = model.fit(condition_data(config, train), config.schedule(), config.train_config())
+        history = fit_rounds(
+            model, condition_data(config, train), config.schedule(), config.train_config(0, 0)
+        )
         seconds = round_seconds(history, config.schedule())
         print(
             f"{label_views:>11} | {prior_from:>5} | {len(train):>6} | {seconds['round']:>7.2f} | "

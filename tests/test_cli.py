@@ -1,10 +1,12 @@
 import json
 import subprocess
+from dataclasses import asdict, fields, replace
 
 import pytest
 
-from vaebook.cli import main
-from vaebook.experiments.common import git_commit
+from vaebook.cli import main, parse_command
+from vaebook.experiments import EXPERIMENTS
+from vaebook.experiments.common import FLAGS, RunSettings, git_commit, reproduce_command
 from vaebook.models import VAE, VAEConfig
 from vaebook.train import load_checkpoint
 
@@ -53,3 +55,39 @@ def test_git_commit_is_dirty_only_for_edits_inside_the_package_folder(tmp_path):
     assert git_commit(package) == clean
     (package / "model.py").write_text("x = 2\n")
     assert git_commit(package) == clean + "-dirty"
+
+
+@pytest.mark.parametrize("name", sorted(EXPERIMENTS))
+def test_every_results_command_parses_back_to_its_config(name):
+    experiment = EXPERIMENTS[name]
+    assert issubclass(experiment.config, RunSettings)
+    config = experiment.config(**experiment.fixed)
+    # change one run setting, the experiment's seeds and one of its own fields
+    config = replace(config, batch_size=7, device="cpu", resume=True)
+    if hasattr(config, "seeds"):
+        config = replace(config, seeds=(10, 11))
+    else:
+        config = replace(config, seed=10)
+    own = {
+        "VAEExperiment": {"latent_dim": 5},
+        "InfoCatExperiment": {"hidden": (64, 32)},
+        "CycleVAEExperiment": {"independence_weight": 0.5},
+        "FAVAEExperiment": {"regrow": True},
+    }
+    config = replace(config, **own[type(config).__name__])
+    command = reproduce_command(name, config)
+    assert command.startswith(f"python -m vaebook reproduce {name} --device cpu")
+    parsed_experiment, parsed = parse_command(command.split()[3:])
+    assert parsed_experiment is experiment
+    assert asdict(parsed) == asdict(config)
+
+
+def test_flags_are_the_parsers_and_the_commands():
+    # a flag of the table that no config field takes would be refused at once
+    with pytest.raises(SystemExit):
+        parse_command(["reproduce", "favae-condition", "--dims", "16"])
+    experiment, config = parse_command(["reproduce", "infocatvae", "--seed", "4", "--no-progress"])
+    assert config.seeds == (4,) and config.progress is False
+    assert set(FLAGS) <= {
+        f.name for c in {e.config for e in EXPERIMENTS.values()} for f in fields(c)
+    }

@@ -9,14 +9,14 @@ from vaebook.data import ImageData, PairBatch, PairedData, PairSampler, load_ima
 from vaebook.experiments.cyclevae import CycleVAEExperiment, probe_latents
 from vaebook.metrics import latent_probe
 from vaebook.models import CycleVAE, CycleVAEConfig, PairAdversarial, PairAdversarialConfig
-from vaebook.nets import (
+from vaebook.models.cyclevae_nets import (
     NORM_MODES,
-    CNNClassifier,
     CycleDecoder,
     CycleEncoder,
     load_authors_cyclevae,
     set_norm_mode,
 )
+from vaebook.nets import CNNClassifier
 from vaebook.probability import normalized_hsic
 from vaebook.train import TrainConfig, Trainer, load_checkpoint
 

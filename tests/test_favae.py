@@ -12,6 +12,7 @@ from vaebook.train import (
     CheckpointMismatchError,
     NonFiniteLossError,
     TrainConfig,
+    fit_rounds,
     load_checkpoint,
 )
 
@@ -145,7 +146,9 @@ def trained():
     chance_model.start_fa(FAVAEData(images, {"label": fa.Categorical(labels, n_classes=CLASSES)}))
     chance_model.fa_sweeps(30)
     schedule = FAVAESchedule(rounds=8, epochs_per_round=2, warmup_epochs=10, sweeps=5)
-    history = model.fit(data, schedule, TrainConfig(batch_size=64, device="cpu", progress=False))
+    history = fit_rounds(
+        model, data, schedule, TrainConfig(batch_size=64, device="cpu", progress=False)
+    )
     return model, chance_model, history, two_views(256, seed=1)
 
 
@@ -247,7 +250,7 @@ def test_regrow_gives_the_layer_back_factors_once_the_encoders_have_learnt(monke
             rounds=4, warmup_epochs=0, first_sweeps=20, sweeps=3, regrow=regrow
         )
         config = TrainConfig(batch_size=32, device="cpu", progress=False)
-        return model.fit(data, schedule, config)["factors"]
+        return fit_rounds(model, data, schedule, config)["factors"]
 
     fixed = factors(regrow=False)
     assert not grown and max(fixed) == fixed[0] < SMALL["factors"]
@@ -264,7 +267,7 @@ def test_errors_name_the_fix():
     with pytest.raises(ValueError, match="fa.Categorical"):
         FAVAEData({"a": images["a"]}, {"label": labels})
     model = FAVAE(FAVAEConfig(image_views=("a",), **SMALL))
-    with pytest.raises(RuntimeError, match="call fit"):
+    with pytest.raises(RuntimeError, match="fit_rounds"):
         model.predict({"a": images["a"]}, "label")
     with pytest.raises(ValueError, match="image_views"):
         model.start_fa(FAVAEData({"b": images["b"]}))
@@ -307,13 +310,13 @@ def test_a_run_killed_after_a_round_resumes_to_the_uninterrupted_result(tmp_path
         torch.manual_seed(0)
         model = FAVAE(FAVAEConfig(image_views=("a",), **SMALL))
         config = TrainConfig(batch_size=32, device="cpu", progress=False, checkpoint_path=path)
-        return model, model.fit(data, schedule, config, resume=resume)
+        return model, fit_rounds(model, data, schedule, config, resume=resume)
 
     model, history = run(str(tmp_path / "whole.pt"))
     path = str(tmp_path / "killed.pt")
     with killed_in_round(2):
         run(path)
-    saved = torch.load(path, weights_only=False)
+    saved = torch.load(path, weights_only=True)
     # warm-up, then rounds 0 and 1 (factor-analysis sweeps and one VAE epoch each)
     assert saved["epoch"] == 2 + 2 and len(saved["history"]["fa_bound"]) == 2
     resumed_model, resumed = run(path, resume=True)
@@ -329,8 +332,12 @@ def test_a_run_killed_after_a_round_resumes_to_the_uninterrupted_result(tmp_path
     again_model, again = run(path, resume=True)  # a finished run trains no further
     assert again["total"] == history["total"]
     with pytest.raises(ValueError, match="checkpoint_path"):
-        FAVAE(FAVAEConfig(image_views=("a",), **SMALL)).fit(
-            FAVAEData({"a": images["a"]}), schedule, TrainConfig(progress=False), resume=True
+        fit_rounds(
+            FAVAE(FAVAEConfig(image_views=("a",), **SMALL)),
+            FAVAEData({"a": images["a"]}),
+            schedule,
+            TrainConfig(progress=False),
+            resume=True,
         )
 
 
@@ -339,9 +346,11 @@ def test_a_checkpoint_of_another_schedule_is_refused(tmp_path):
     data = FAVAEData({"a": images["a"]})
     config = TrainConfig(device="cpu", progress=False, checkpoint_path=str(tmp_path / "run.pt"))
     model = FAVAE(FAVAEConfig(image_views=("a",), **SMALL))
-    model.fit(data, FAVAESchedule(rounds=1, warmup_epochs=1, first_sweeps=2), config)
+    fit_rounds(model, data, FAVAESchedule(rounds=1, warmup_epochs=1, first_sweeps=2), config)
     with pytest.raises(CheckpointMismatchError, match="schedule"):
-        model.fit(data, FAVAESchedule(rounds=2, warmup_epochs=1, first_sweeps=2), config, True)
+        fit_rounds(
+            model, data, FAVAESchedule(rounds=2, warmup_epochs=1, first_sweeps=2), config, True
+        )
 
 
 def test_training_never_goes_on_with_non_finite_values():

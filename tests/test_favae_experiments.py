@@ -11,6 +11,7 @@ from vaebook import fa
 from vaebook.cli import main
 from vaebook.data import SpritesData
 from vaebook.experiments import favae as favae_experiments
+from vaebook.experiments.favae import views as favae_views
 from vaebook.models import FAVAE, FAVAEConfig, FAVAESchedule
 from vaebook.train import load_checkpoint
 
@@ -45,8 +46,8 @@ def tiny_sprites(split: str, root=None, device="cpu") -> SpritesData:
 
 @pytest.fixture(autouse=True)
 def tiny_data_and_one_thread(monkeypatch):
-    monkeypatch.setattr(favae_experiments, "load_sprites", tiny_sprites)
-    monkeypatch.setattr(favae_experiments, "SPRITES_TEST_CHARACTERS", TEST_CHARACTERS)
+    monkeypatch.setattr(favae_views, "load_sprites", tiny_sprites)
+    monkeypatch.setattr(favae_views, "SPRITES_TEST_CHARACTERS", TEST_CHARACTERS)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
@@ -90,7 +91,7 @@ def test_experiment_writes_results_and_a_loadable_checkpoint(experiment, tmp_pat
     assert METRICS[experiment] <= set(results["metrics"])
     assert set(results["metrics"]["classifier_test_accuracy"]) == set(NAMES)
     assert results["train_images"] == TRAIN_CHARACTERS * 9 and results["test_images"] == 36
-    state = torch.load(checkpoint_dir / f"favae-{experiment}.pt", weights_only=False)
+    state = torch.load(checkpoint_dir / f"favae-{experiment}.pt", weights_only=True)
     model = FAVAE(FAVAEConfig(**state["model_config"]))
     load_checkpoint(checkpoint_dir / f"favae-{experiment}.pt", model)
     assert model.fa is not None and set(model.config.image_views) <= set(model.fa.views)
@@ -108,7 +109,7 @@ def test_experiment_runs_with_the_layer_and_the_vaes_on_the_gpu(experiment, labe
     assert results["device"].startswith("cuda") and METRICS[experiment] <= set(results["metrics"])
     model = FAVAE(
         FAVAEConfig(
-            **torch.load(tmp_path / f"favae-{experiment}.pt", weights_only=False)["model_config"]
+            **torch.load(tmp_path / f"favae-{experiment}.pt", weights_only=True)["model_config"]
         )
     )
     load_checkpoint(tmp_path / f"favae-{experiment}.pt", model)
@@ -164,13 +165,14 @@ def test_condition_with_one_hot_real_label_views_and_the_side_prior(tmp_path):
         read = results["metrics"][key]
         assert set(read) == {*NAMES, "all"} and all(0 <= v <= 1 for v in read.values())
     # the categorical reading layer is kept and reads the recorded accuracy again
-    layer = torch.load(favae_experiments.reading_layer_path(config), weights_only=False)["layer"]
+    layer = torch.load(favae_experiments.reading_layer_path(config), weights_only=True)["layer"]
     assert all(isinstance(layer.views[name], fa.Categorical) for name in NAMES)
     _, test = favae_experiments.split_for(config)
     source = {"image": model.encode("image", test.images)}
     predicted = torch.stack([layer.predict(source, n).argmax(1) for n in NAMES], 1)
     expected = results["metrics"]["attribute_accuracy"]
-    assert favae_experiments.agreement(predicted, test.attributes, NAMES) == pytest.approx(expected)
+    agreement = favae_experiments.attribute_agreement(predicted, test.attributes, NAMES)
+    assert agreement == pytest.approx(expected)
 
 
 def test_label_view_is_the_probit_view_or_the_one_hot_real_view():
@@ -192,10 +194,10 @@ def test_a_killed_run_resumed_with_resume_ends_as_an_uninterrupted_run(tmp_path)
     whole = reproduce(tmp_path / "whole")
     with killed_in_round(2):
         reproduce(tmp_path / "killed")
-    saved = torch.load(tmp_path / "killed" / "runs" / "favae-condition.pt", weights_only=False)
+    saved = torch.load(tmp_path / "killed" / "runs" / "favae-condition.pt", weights_only=True)
     assert len(saved["history"]["fa_bound"]) == 2 and saved["epoch"] == 1 + 2
     resumed = reproduce(tmp_path / "killed", "--resume")
-    assert resumed["command"].endswith("--resume")
+    assert " --resume" in resumed["command"]
     assert resumed["metrics"] == whole["metrics"]
     for model in ("history", "vae_history"):
         for term in ("total", "reconstruction", "kl"):

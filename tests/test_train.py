@@ -14,7 +14,9 @@ from vaebook.train import (
     NonFiniteLossError,
     TrainConfig,
     Trainer,
+    UnsafeCheckpointError,
     load_checkpoint,
+    load_state,
     pick_device,
 )
 
@@ -79,7 +81,7 @@ def test_checkpoint_from_before_a_config_field_existed_loads_only_at_its_default
     path = tmp_path / "old.pt"
     model = VAE(VAEConfig(latent_dim=4, hidden=(32,)))
     Trainer(model, _data(64), _config(epochs=1, checkpoint_path=str(path))).fit()
-    state = torch.load(path, weights_only=False)
+    state = torch.load(path, weights_only=True)
     del state["model_config"]["beta"]  # as if written before VAEConfig had beta
     torch.save(state, path)
     load_checkpoint(path, VAE(VAEConfig(latent_dim=4, hidden=(32,))))  # beta at its default
@@ -167,14 +169,14 @@ def test_killed_and_resumed_run_equals_an_uninterrupted_one(tmp_path):
         deadline = time.time() + 120
         while time.time() < deadline:
             if (tmp_path / "killed.pt").exists():
-                epoch = torch.load(killed, weights_only=False)["epoch"]
+                epoch = torch.load(killed, weights_only=True)["epoch"]
                 if epoch >= 2:
                     break
             time.sleep(0.05)
         process.kill()
     finally:
         process.wait()
-    epoch = torch.load(killed, weights_only=False)["epoch"]
+    epoch = torch.load(killed, weights_only=True)["epoch"]
     assert 2 <= epoch < 5, f"checkpoint at epoch {epoch}; the kill came too late to test resuming"
     subprocess.run(run("resume", killed, "5"), check=True)
 
@@ -206,3 +208,36 @@ def test_load_or_train_loads_a_matching_checkpoint_and_trains_otherwise(tmp_path
     assert "training here" in capsys.readouterr().out
     load_or_train(saved, tmp_path / "missing.pt", train)
     assert len(calls) == 3
+
+
+class RunsCodeOnLoad:
+    """What a hostile checkpoint carries: unpickling it calls a function of its choice."""
+
+    def __reduce__(self):
+        return (print, ("this ran while loading",))
+
+
+def test_a_checkpoint_carrying_a_pickled_object_is_refused(tmp_path, capsys):
+    from vaebook.experiments.common import load_or_train, save_model
+
+    path = tmp_path / "hostile.pt"
+    model = VAE(VAEConfig(latent_dim=4, hidden=(32,)))
+    save_model(path, model, {"total": [1.0]}, epoch=1)
+    state = torch.load(path, weights_only=True)
+    torch.save({**state, "history": RunsCodeOnLoad()}, path)
+    with pytest.raises(UnsafeCheckpointError, match=r"\(print\).*refused.*retrain"):
+        load_checkpoint(path, VAE(VAEConfig(latent_dim=4, hidden=(32,))))
+    assert "this ran" not in capsys.readouterr().out
+    # the book trains instead, and says why
+    _, history = load_or_train(model, path, lambda m: {"total": [2.0]})
+    output = capsys.readouterr().out
+    assert history == {"total": [2.0]} and "refused" in output and "this ran" not in output
+
+
+def test_run_checkpoints_hold_only_what_loads_safely(tmp_path):
+    path = tmp_path / "run.pt"
+    config = _config(epochs=1, checkpoint_path=str(path), lr_milestones=(1,))
+    Trainer(VAE(VAEConfig(latent_dim=4, hidden=(32,))), _data(64), config).fit()
+    assert torch.serialization.get_unsafe_globals_in_checkpoint(path) == []
+    state = load_state(path)
+    assert state["rng"]["numpy"]["keys"].shape == (624,)

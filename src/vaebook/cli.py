@@ -6,21 +6,12 @@ config dataclass."""
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import types
 import typing
 
-from vaebook.experiments import EXPERIMENTS
-
-
-def _config_class(module):
-    (config_class,) = [
-        v
-        for v in vars(module).values()
-        if dataclasses.is_dataclass(v) and v.__module__ == module.__name__
-    ]
-    return config_class
+from vaebook.experiments import EXPERIMENTS, Experiment
+from vaebook.experiments.common import FLAGS
 
 
 def _parse(kind, text: str):
@@ -40,36 +31,23 @@ def _parse(kind, text: str):
     return kind(text)
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_command(argv: list[str] | None = None) -> tuple[Experiment, object]:
+    """The experiment a command line names and the config it asks for (not yet run)."""
     parser = argparse.ArgumentParser(prog="python -m vaebook", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     reproduce = commands.add_parser("reproduce", help="run one experiment of the book")
     reproduce.add_argument("experiment", choices=sorted(EXPERIMENTS))
-    reproduce.add_argument("--dataset", help="e.g. mnist, fashion-mnist")
-    reproduce.add_argument("--epochs", type=int)
-    reproduce.add_argument("--device", help="auto (default), cpu, cuda, cuda:1, mps")
-    reproduce.add_argument("--seed", type=int)
-    reproduce.add_argument("--dims", type=int, help="latent dimensions, e.g. 16 or 64 (cyclevae)")
-    reproduce.add_argument("--iwae-k", type=int, dest="iwae_k")
-    reproduce.add_argument("--train-size", type=int, dest="train_size")
-    reproduce.add_argument("--test-size", type=int, dest="test_size")
-    reproduce.add_argument("--results-dir", dest="results_dir")
-    reproduce.add_argument("--checkpoint-dir", dest="checkpoint_dir")
-    reproduce.add_argument(
-        "--resume",
-        action="store_true",
-        default=None,
-        help="continue a killed run from its last checkpoint",
-    )
-    reproduce.add_argument("--no-progress", dest="progress", action="store_false", default=None)
+    for name, options in FLAGS.items():
+        options = dict(options)
+        flag = options.pop("flag", "--" + name.replace("_", "-"))
+        reproduce.add_argument(flag, dest=name, default=None, **options)
     reproduce.add_argument(
         "--set", action="append", default=[], metavar="FIELD=VALUE", help="any config field"
     )
     args = parser.parse_args(argv)
 
-    module, fixed = EXPERIMENTS[args.experiment]
-    config_class = _config_class(module)
-    types_ = typing.get_type_hints(config_class)
+    experiment = EXPERIMENTS[args.experiment]
+    types_ = typing.get_type_hints(experiment.config)
     given = {k: v for k, v in vars(args).items() if k in types_ and v is not None}
     unknown = {k for k, v in vars(args).items() if v is not None} - set(types_)
     unknown -= {"command", "experiment", "set"}
@@ -87,6 +65,11 @@ def main(argv: list[str] | None = None) -> int:
         unknown.discard("seed")
     if unknown:
         parser.error(f"experiment {args.experiment!r} takes no option {sorted(unknown)}")
-    results = module.run(config_class(**{**given, **fixed}))
+    return experiment, experiment.config(**{**given, **experiment.fixed})
+
+
+def main(argv: list[str] | None = None) -> int:
+    experiment, config = parse_command(argv)
+    results = experiment.run(config)
     print(json.dumps(results["metrics"], indent=2))
     return 0

@@ -914,3 +914,10 @@ class SSHIBA:
         if isinstance(template, Categorical):
             return Categorical(data, n_classes=template.n_classes)
         return type(template)(data)
+
+
+# FA-VAE's checkpoints hold the layer itself: let torch.load(weights_only=True) rebuild these
+# types (their state is tensors, numbers and configs; nothing of them runs on load)
+torch.serialization.add_safe_globals(
+    [FAConfig, GaussianRows, Gamma, ViewPosterior, Real, Latent, Binary, Categorical, SSHIBA]
+)

@@ -8,6 +8,9 @@ A model is an ``nn.Module`` with ``loss(batch) -> dict`` of named scalar terms w
 - ``training_step(batch, optimizers) -> dict`` that computes, back-propagates and steps itself,
   returning the detached terms to log (default: backward of ``loss(batch)["total"]``).
 
+Models trained in rounds that alternate with epochs (FA-VAE's factor-analysis sweeps) define
+``update_round(data, round_, schedule) -> dict`` and train with ``fit_rounds`` (`RoundSchedule`).
+
 Data is any object with ``len(data)``, ``data.device`` and ``data.batch(index, generator)``
 (see ``vaebook.data.ImageData``); batches are gathered by index from tensors on the device.
 """
@@ -15,17 +18,25 @@ Data is any object with ``len(data)``, ``data.device`` and ``data.batch(index, g
 from __future__ import annotations
 
 import math
-import os
 import random
 import time
 from collections import defaultdict
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
+
+from vaebook.checkpoints import (
+    CheckpointMismatchError,
+    UnsafeCheckpointError,
+    load_checkpoint,
+    load_state,
+    model_config,
+    save_atomic,
+)
 
 
 @dataclass
@@ -60,10 +71,6 @@ class NonFiniteLossError(RuntimeError):
     """Training produced NaN or inf; the message names the step and the last finite terms."""
 
 
-class CheckpointMismatchError(ValueError):
-    """A checkpoint was made for another model class or configuration."""
-
-
 def pick_device(name: str = "auto") -> torch.device:
     """'auto' -> cuda if available, else mps, else cpu; any other name is checked and used."""
     if name == "auto":
@@ -95,61 +102,29 @@ def adam(parameters, config: TrainConfig) -> torch.optim.Adam:
     )
 
 
+def _numpy_rng_state() -> dict:
+    """NumPy's global generator state as tensors and numbers, which load with weights_only."""
+    _, keys, position, has_gauss, cached_gaussian = np.random.get_state()
+    return {
+        "keys": torch.from_numpy(keys.astype(np.int64)),
+        "position": int(position),
+        "has_gauss": int(has_gauss),
+        "cached_gaussian": float(cached_gaussian),
+    }
+
+
+def _set_numpy_rng_state(state: dict) -> None:
+    keys = state["keys"].numpy().astype(np.uint32)
+    np.random.set_state(
+        ("MT19937", keys, state["position"], state["has_gauss"], state["cached_gaussian"])
+    )
+
+
 def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and torch (all devices)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def model_config(model: nn.Module) -> dict:
-    """The model's config dataclass as a plain dict (empty if the model has none)."""
-    config = getattr(model, "config", None)
-    return asdict(config) if config is not None else {}
-
-
-def _same_config(saved: dict, model: nn.Module) -> bool:
-    """Whether a checkpoint's config is the model's. A field the checkpoint lacks counts as
-    its default: the checkpoint was written before the field existed, when the model behaved
-    as the default does."""
-    current, config = model_config(model), getattr(model, "config", None)
-    defaults = {f.name: f.default for f in fields(config)} if config is not None else {}
-    saved = {**{k: defaults.get(k, MISSING) for k in current.keys() - saved.keys()}, **saved}
-
-    # tuples become lists after a round trip through JSON or pickle-free storage
-    def normalise(d: dict) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
-
-    return normalise(saved) == normalise(current)
-
-
-def save_atomic(state: dict, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a kill mid-write
-    leaves the previous checkpoint intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-
-
-def load_checkpoint(path: str | Path, model: nn.Module) -> dict:
-    """Load a checkpoint's weights into ``model`` after checking that it was made for the same
-    model class and config; returns the whole checkpoint dict (history, epoch, configs)."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"no checkpoint at {path}; train first or check the path")
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    cls, config = type(model).__name__, model_config(model)
-    if state.get("model_class") != cls or not _same_config(state.get("model_config", {}), model):
-        raise CheckpointMismatchError(
-            f"checkpoint {path} holds a {state.get('model_class')} with config "
-            f"{state.get('model_config')}, but the model is a {cls} with config {config}; "
-            "build the model from the checkpoint's config "
-            "(e.g. VAE(VAEConfig(**state['model_config']))) or retrain"
-        )
-    model.load_state_dict(state["model"])
-    return state
 
 
 class Trainer:
@@ -262,7 +237,7 @@ class Trainer:
             "torch": torch.get_rng_state(),
             "generator": self.generator.get_state(),
             "python": random.getstate(),
-            "numpy": np.random.get_state(),
+            "numpy": _numpy_rng_state(),
         }
         if torch.cuda.is_available():
             rng["cuda"] = torch.cuda.get_rng_state_all()
@@ -299,12 +274,114 @@ class Trainer:
         torch.set_rng_state(rng["torch"])
         trainer.generator.set_state(rng["generator"])
         random.setstate(rng["python"])
-        np.random.set_state(rng["numpy"])
+        _set_numpy_rng_state(rng["numpy"])
         if "cuda" in rng and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(rng["cuda"])
         trainer.epoch = state["epoch"]
         trainer.history = defaultdict(list, state["history"])
         return trainer
+
+
+@dataclass
+class RoundSchedule:
+    """Training that alternates epochs with the model's own update (`fit_rounds`).
+
+    Warm-up: `warmup_epochs` epochs. Then `rounds` times: the model's ``update_round``, then
+    `epochs_per_round` epochs; then one last ``update_round`` so that the model ends updated to
+    its final weights. A model with a ``kl_ramp`` attribute gets its share of the KL weight each
+    epoch: rising linearly from 1 / beta_ramp_epochs to 1 over the first beta_ramp_epochs epochs
+    (0: no ramp).
+    """
+
+    rounds: int = 10
+    epochs_per_round: int = 1
+    warmup_epochs: int = 5
+    beta_ramp_epochs: int = 0
+
+    def __post_init__(self):
+        if self.rounds < 1 or self.epochs_per_round < 1:
+            raise ValueError(
+                f"need rounds and epochs_per_round >= 1, got {self.rounds}, {self.epochs_per_round}"
+            )
+        if self.warmup_epochs < 0 or self.beta_ramp_epochs < 0:
+            raise ValueError(
+                "need warmup_epochs >= 0 and beta_ramp_epochs >= 0, got "
+                f"{self.warmup_epochs}, {self.beta_ramp_epochs}"
+            )
+
+    @property
+    def epochs(self) -> int:
+        """Epochs of the whole schedule, warm-up included."""
+        return self.warmup_epochs + self.rounds * self.epochs_per_round
+
+    def kl_ramp(self, epoch: int) -> float:
+        """The share of the KL weight used in epoch `epoch` (0-based, warm-up included)."""
+        if self.beta_ramp_epochs == 0:
+            return 1.0
+        return min(1.0, (epoch + 1) / self.beta_ramp_epochs)
+
+
+def fit_rounds(
+    model: nn.Module,
+    data,
+    schedule: RoundSchedule,
+    config: TrainConfig,
+    resume: bool = False,
+) -> dict[str, list[float]]:
+    """Train ``model`` with ``schedule``: `config` sets the epochs' optimiser and batches (its
+    own ``epochs`` is ignored: the schedule counts them). One `Trainer` runs every epoch, so
+    the optimiser's state carries over the rounds. ``model.update_round(data, round_,
+    schedule)`` (round_ 0..rounds, the last with no epochs after it) returns numbers to log.
+
+    With ``config.checkpoint_path``, a full checkpoint (`Trainer.state_dict`, the schedule in
+    `extra`, the model's extra state such as FA-VAE's layer) is written after every warm-up
+    epoch and every round; with `resume` and a checkpoint there, training continues from it
+    and ends as an uninterrupted run would (a finished run trains no further).
+
+    Returns the per-epoch history (loss terms, `seconds`) and, per round, `round_seconds` and
+    what ``update_round`` returned.
+    """
+    path = config.checkpoint_path
+    plan = asdict(schedule)
+    if resume and path is None:
+        raise ValueError("resume=True needs TrainConfig(checkpoint_path=...) to resume from")
+    if resume and Path(path).exists():
+        trainer = Trainer.resume(path, model, data, progress=config.progress)
+        if trainer.config.extra.get("schedule") != plan:
+            raise CheckpointMismatchError(
+                f"checkpoint {path} was made with schedule {trainer.config.extra.get('schedule')}"
+                f", not {plan}; resume with that schedule or start afresh (resume=False)"
+            )
+    else:
+        # the trainer itself saves nothing: checkpoints fall only between rounds
+        extra = {**config.extra, "schedule": plan}
+        trainer = Trainer(model, data, replace(config, epochs=0, checkpoint_path=None, extra=extra))
+    history = trainer.history  # the rounds' entries join it, so checkpoints carry them
+
+    def epochs(n: int) -> None:
+        for _ in range(n):
+            if hasattr(model, "kl_ramp"):
+                model.kl_ramp = schedule.kl_ramp(trainer.epoch)
+            trainer.config.epochs = trainer.epoch + 1
+            trainer.fit()
+
+    def checkpoint() -> None:
+        if path is not None:
+            trainer.save(path)
+
+    while trainer.epoch < schedule.warmup_epochs:
+        epochs(1)
+        checkpoint()
+    for round_ in range(len(history["round_seconds"]), schedule.rounds + 1):
+        start = time.perf_counter()
+        for key, value in model.update_round(data, round_, schedule).items():
+            history[key].append(value)
+        history["round_seconds"].append(time.perf_counter() - start)
+        if round_ < schedule.rounds:
+            epochs(schedule.epochs_per_round)
+        checkpoint()
+    model.eval()
+    return dict(history)
 
 
 @torch.no_grad()
@@ -319,3 +396,22 @@ def evaluate(model: nn.Module, data, batch_size: int = 500) -> dict[str, float]:
             sums[k] += float(v) * len(index)
     model.train(was_training)
     return {k: v / len(data) for k, v in sums.items()}
+
+
+__all__ = [
+    "CheckpointMismatchError",
+    "NonFiniteLossError",
+    "RoundSchedule",
+    "TrainConfig",
+    "Trainer",
+    "UnsafeCheckpointError",
+    "adam",
+    "evaluate",
+    "fit_rounds",
+    "load_checkpoint",
+    "load_state",
+    "model_config",
+    "pick_device",
+    "save_atomic",
+    "seed_everything",
+]

@@ -1,24 +1,39 @@
 """One small module per paper experiment: a config dataclass plus run(config) -> results dict.
 
 The CLI (``python -m vaebook reproduce NAME``), the tests (with a quick config) and the
-chapters all call the same ``run``. EXPERIMENTS maps a CLI name to (module, fixed settings).
+chapters all call the same ``run``. EXPERIMENTS maps a CLI name to its `Experiment`.
 """
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 from vaebook.experiments import cyclevae, favae, infocatvae, vae
 
+
+@dataclass(frozen=True)
+class Experiment:
+    """What ``reproduce NAME`` runs: ``run(config(**settings, **fixed))``."""
+
+    config: type  # the experiment's config dataclass (a `common.RunSettings`)
+    run: Callable[..., dict]
+    fixed: dict = field(default_factory=dict)  # settings the name fixes, e.g. the model
+
+
 EXPERIMENTS = {
-    "vae": (vae, {}),
-    "infocatvae": (infocatvae, {"model": "infocatvae"}),
-    "catvae": (infocatvae, {"model": "catvae"}),
-    "gumbel": (infocatvae, {"model": "gumbel"}),
-    "cyclevae": (cyclevae, {"model": "cyclevae"}),
-    "mathieu": (cyclevae, {"model": "mathieu"}),
-    "szabo": (cyclevae, {"model": "szabo"}),
-    "cyclevae-authors": (cyclevae, {"model": "authors"}),
-    "favae-condition": (favae, {"experiment": "condition"}),
-    "favae-private-shared": (favae, {"experiment": "private-shared"}),
-    "favae-domain": (favae, {"experiment": "domain"}),
-    "favae-transfer": (favae, {"experiment": "transfer"}),
+    "vae": Experiment(vae.VAEExperiment, vae.run),
+    "infocatvae": Experiment(infocatvae.InfoCatExperiment, infocatvae.run, {"model": "infocatvae"}),
+    "catvae": Experiment(infocatvae.InfoCatExperiment, infocatvae.run, {"model": "catvae"}),
+    "gumbel": Experiment(infocatvae.InfoCatExperiment, infocatvae.run, {"model": "gumbel"}),
+    "cyclevae": Experiment(cyclevae.CycleVAEExperiment, cyclevae.run, {"model": "cyclevae"}),
+    "mathieu": Experiment(cyclevae.CycleVAEExperiment, cyclevae.run, {"model": "mathieu"}),
+    "szabo": Experiment(cyclevae.CycleVAEExperiment, cyclevae.run, {"model": "szabo"}),
+    "cyclevae-authors": Experiment(cyclevae.CycleVAEExperiment, cyclevae.run, {"model": "authors"}),
+    **{
+        f"favae-{name}": Experiment(favae.FAVAEExperiment, favae.run, {"experiment": name})
+        for name in favae.EXPERIMENT_NAMES
+    },
 }
 
-__all__ = ["EXPERIMENTS"]
+__all__ = ["EXPERIMENTS", "Experiment"]

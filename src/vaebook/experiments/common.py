@@ -8,7 +8,7 @@ import platform
 import statistics
 import subprocess
 from collections.abc import Callable
-from dataclasses import MISSING, asdict, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from vaebook.train import (
     CheckpointMismatchError,
     TrainConfig,
     Trainer,
+    UnsafeCheckpointError,
     load_checkpoint,
     model_config,
     save_atomic,
@@ -64,25 +65,70 @@ def environment(device: torch.device) -> dict:
     }
 
 
-CLI_FLAGS = ("dataset", "epochs", "device", "seed", "dims", "iwae_k", "train_size", "test_size")
+@dataclass
+class RunSettings:
+    """The settings every experiment shares: how its models train and where the run writes.
+    An experiment's config extends it (changing defaults where the paper's differ) and adds its
+    own fields: its seeds (one ``seed`` or several ``seeds``) and its length (``epochs``, or
+    FA-VAE's rounds), which differ in kind between experiments."""
+
+    batch_size: int = 128
+    lr: float = 1e-3
+    device: str = "auto"  # 'auto' (cuda, then mps, then cpu) or a torch device string
+    results_dir: str = "results"
+    checkpoint_dir: str = "checkpoints"
+    resume: bool = False  # continue from the run checkpoints under <checkpoint_dir>/runs/
+    progress: bool = True
+
+    def train_config(self, seed: int, epochs: int, **changes) -> TrainConfig:
+        """The trainer's settings for one model of this run."""
+        return TrainConfig(
+            epochs=epochs,
+            batch_size=self.batch_size,
+            lr=self.lr,
+            seed=seed,
+            device=self.device,
+            progress=self.progress,
+            **changes,
+        )
+
+
+# the command-line flags of `python -m vaebook reproduce`, each a config field: the CLI builds its
+# parser from this table and `reproduce_command` writes results' commands with it
+FLAGS: dict[str, dict] = {
+    "dataset": {"help": "e.g. mnist, fashion-mnist, sprites"},
+    "epochs": {"type": int},
+    "device": {"help": "auto (default), cpu, cuda, cuda:1, mps"},
+    "seed": {"type": int, "help": "the seed (several-seed experiments: run this one only)"},
+    "dims": {"type": int, "help": "latent dimensions, e.g. 16 or 64 (cyclevae)"},
+    "iwae_k": {"type": int},
+    "train_size": {"type": int},
+    "test_size": {"type": int},
+    "results_dir": {},
+    "checkpoint_dir": {},
+    "resume": {"action": "store_true", "help": "continue a killed run from its last checkpoint"},
+    "progress": {"action": "store_false", "flag": "--no-progress"},
+}
+# fields no command spells: the experiment's name fixes the first two, the rest change no number
+UNRECORDED = ("model", "experiment", "progress", "results_dir", "checkpoint_dir")
 
 
 def reproduce_command(experiment: str, config) -> str:
     """The CLI line that makes these results: every field that differs from its default, as
-    its own flag or as --set FIELD=VALUE. 'model' and 'experiment' are fixed by the
-    experiment's name."""
+    its own flag (`FLAGS`, in their order) or, after them, as --set FIELD=VALUE."""
     words = ["python -m vaebook reproduce", experiment]
-    for f in fields(config):
+    flags_first = list(FLAGS) + [f.name for f in fields(config)]
+    for f in sorted(fields(config), key=lambda f: flags_first.index(f.name)):
         value = getattr(config, f.name)
         default = f.default if f.default is not MISSING else None
-        fixed = ("progress", "model", "experiment", "results_dir", "checkpoint_dir")
-        if value == default or f.name in fixed:
+        if value == default or f.name in UNRECORDED:
             continue
         text = ",".join(map(str, value)) if isinstance(value, tuple) else str(value)
-        if f.name == "resume":
-            words.append("--resume")
-        elif f.name in CLI_FLAGS:
-            words += ["--" + f.name.replace("_", "-"), text]
+        flag = "--" + f.name.replace("_", "-")
+        if FLAGS.get(f.name, {}).get("action") == "store_true":
+            words.append(flag)
+        elif f.name in FLAGS:
+            words += [flag, text]
         else:
             words += ["--set", f"{f.name}={text}"]
     return " ".join(words)
@@ -163,7 +209,7 @@ def load_or_train(
             state = load_checkpoint(checkpoint, model)
             print(f"loaded {Path(checkpoint).name}: {state['epoch']} epochs of the reproduce run")
             return model.cpu().eval(), state["history"]
-        except (FileNotFoundError, CheckpointMismatchError) as error:
+        except (FileNotFoundError, CheckpointMismatchError, UnsafeCheckpointError) as error:
             reason = str(error)
     print(f"training here ({reason})")
     history = train(model)

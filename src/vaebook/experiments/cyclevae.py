@@ -24,6 +24,7 @@ import torch
 
 from vaebook.data import ImageData, PairedData, load_images, load_sprites
 from vaebook.experiments.common import (
+    RunSettings,
     environment,
     fit_resumable,
     save_model,
@@ -32,8 +33,13 @@ from vaebook.experiments.common import (
 )
 from vaebook.metrics import latent_probe
 from vaebook.models import CycleVAE, CycleVAEConfig, PairAdversarial, PairAdversarialConfig
-from vaebook.nets import NORM_MODES, CycleEncoder, load_authors_cyclevae, set_norm_mode
-from vaebook.train import TrainConfig, pick_device, seed_everything
+from vaebook.models.cyclevae_nets import (
+    NORM_MODES,
+    CycleEncoder,
+    load_authors_cyclevae,
+    set_norm_mode,
+)
+from vaebook.train import pick_device, seed_everything
 
 MODELS = ("cyclevae", "mathieu", "szabo", "authors")
 DATASETS = ("mnist", "fashion-mnist", "sprites")
@@ -41,14 +47,14 @@ AUTHORS_CHECKPOINT = Path(__file__).resolve().parents[3].parent / "shared" / "ch
 
 
 @dataclass
-class CycleVAEExperiment:
+class CycleVAEExperiment(RunSettings):
+    epochs: int = 100
+    batch_size: int = 64
+    lr: float = 1e-4
     model: str = "cyclevae"  # cyclevae, mathieu, szabo, or authors (their released weights)
     dataset: str = "mnist"  # mnist, fashion-mnist or sprites
     dims: int = 16  # both the unspecified (z) and the specified (s) dimension
-    epochs: int = 100
     seeds: tuple[int, ...] = (0, 1)
-    batch_size: int = 64
-    lr: float = 1e-4
     lr_milestones: tuple[int, ...] = (80,)  # the learning rate is divided by 10 after these
     reconstruction_weight: float | None = None  # None: the authors' 2, or 3 for 64 dimensions
     kl_weight: float = 3.0
@@ -62,11 +68,6 @@ class CycleVAEExperiment:
     train_size: int | None = None  # a random subset (Sprites: whole characters), for quick runs
     test_size: int | None = None
     authors_checkpoint: str = str(AUTHORS_CHECKPOINT / "cyclevae-authors-mnist-16-16")
-    device: str = "auto"
-    results_dir: str = "results"
-    checkpoint_dir: str = "checkpoints"
-    resume: bool = False  # continue each seed from checkpoints/runs/<name>-seed<k>.pt
-    progress: bool = True
     tag: str = ""  # names a variant or a further seed: results/<model>-<dataset>-<dims>-<tag>.json
 
     def __post_init__(self):
@@ -199,14 +200,8 @@ def run(config: CycleVAEExperiment) -> dict:
             encoder, history, epochs, variational = encoder.to(device), {}, 0, True
         else:
             model = config.build(train.image_shape)
-            train_config = TrainConfig(
-                epochs=config.epochs,
-                batch_size=config.batch_size,
-                lr=config.lr,
-                lr_milestones=config.lr_milestones,
-                seed=seed,
-                device=config.device,
-                progress=config.progress,
+            train_config = config.train_config(
+                seed, config.epochs, lr_milestones=config.lr_milestones
             )
             run_checkpoint = Path(config.checkpoint_dir) / "runs" / f"{config.name}-seed{seed}.pt"
             trainer = fit_resumable(

@@ -19,6 +19,7 @@ import torch
 from vaebook.data import ImageData, load_images
 from vaebook.experiments.classifier import trained_classifier
 from vaebook.experiments.common import (
+    RunSettings,
     environment,
     fit_resumable,
     save_model,
@@ -27,7 +28,7 @@ from vaebook.experiments.common import (
 )
 from vaebook.metrics import clustering_accuracy
 from vaebook.models import GumbelCatVAE, GumbelCatVAEConfig, InfoCatVAE, InfoCatVAEConfig
-from vaebook.train import TrainConfig, pick_device, seed_everything
+from vaebook.train import pick_device, seed_everything
 
 MODELS = ("infocatvae", "catvae", "gumbel")
 
@@ -50,10 +51,10 @@ OUR_SETTINGS = {
 
 
 @dataclass
-class InfoCatExperiment:
+class InfoCatExperiment(RunSettings):
     model: str = "infocatvae"  # infocatvae, catvae (no information term) or gumbel
-    dataset: str = "mnist"
     epochs: int = 20
+    dataset: str = "mnist"
     seeds: tuple[int, ...] = (0, 1, 2)
     restarts: int = 1  # models trained per seed; the lowest final training objective is kept
     categories: int = 10
@@ -72,17 +73,10 @@ class InfoCatExperiment:
     deskew: bool = False  # ours: the encoder reads deskewed images
     arch: str = "mlp"
     hidden: tuple[int, ...] = (400,)
-    lr: float = 1e-3
-    batch_size: int = 128
     samples_per_category: int = 100
     train_size: int | None = None
-    device: str = "auto"
     tag: str = ""  # names a variant: results/<model>-<dataset>-<tag>.json
-    results_dir: str = "results"
-    checkpoint_dir: str = "checkpoints"
     save_checkpoint: bool = True  # the first seed's model, for the book to load
-    resume: bool = False  # continue each seed from checkpoints/runs/<name>-seed<k>.pt
-    progress: bool = True
 
     def __post_init__(self):
         if self.model not in MODELS:
@@ -168,14 +162,7 @@ def train_restart(
     run_seed = restart_seed(seed, restart)
     seed_everything(run_seed)
     model = config.build()
-    train_config = TrainConfig(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        seed=run_seed,
-        device=config.device,
-        progress=config.progress,
-    )
+    train_config = config.train_config(run_seed, config.epochs)
     suffix = f"-restart{restart}" if restart else ""
     run_checkpoint = Path(config.checkpoint_dir) / "runs" / f"{config.name}-seed{seed}{suffix}.pt"
     trainer = fit_resumable(model, train, train_config, run_checkpoint, config.resume)

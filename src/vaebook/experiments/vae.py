@@ -10,29 +10,28 @@ from pathlib import Path
 
 import torch
 
-from vaebook.data import load_images
-from vaebook.experiments.common import environment, fit_resumable, save_model, write_results
+from vaebook.data import ImageData, load_images
+from vaebook.experiments.common import (
+    RunSettings,
+    environment,
+    fit_resumable,
+    save_model,
+    write_results,
+)
 from vaebook.models import VAE, VAEConfig
-from vaebook.train import TrainConfig, seed_everything
+from vaebook.train import seed_everything
 
 
 @dataclass
-class VAEExperiment:
-    dataset: str = "mnist"
+class VAEExperiment(RunSettings):
     epochs: int = 50
+    dataset: str = "mnist"
     latent_dim: int = 20
     hidden: tuple[int, ...] = (400,)
-    batch_size: int = 128
-    lr: float = 1e-3
     seed: int = 0
-    device: str = "auto"
     iwae_k: int = 1000
     train_size: int | None = None  # a random subset, for quick runs
     test_size: int | None = None
-    results_dir: str = "results"
-    checkpoint_dir: str = "checkpoints"
-    resume: bool = False  # continue from checkpoints/runs/<name>.pt if a killed run left one
-    progress: bool = True
 
     @property
     def name(self) -> str:
@@ -40,6 +39,21 @@ class VAEExperiment:
 
     def model_config(self) -> VAEConfig:
         return VAEConfig(latent_dim=self.latent_dim, hidden=self.hidden, likelihood="bernoulli")
+
+
+def binarized_data(
+    dataset: str, train_size: int | None, test_size: int | None, seed: int
+) -> tuple[ImageData, ImageData]:
+    """Training images binarised afresh in every batch, and test images binarised once (seed
+    0), each a random subset of `train_size` / `test_size` images when given (seeded)."""
+    generator = torch.Generator().manual_seed(seed)
+    train = load_images(dataset, "train", binarize=True)
+    test = load_images(dataset, "test").binarized(seed=0)
+    if train_size:
+        train = train.subset(train_size, generator)
+    if test_size:
+        test = test.subset(test_size, generator)
+    return train, test
 
 
 @torch.no_grad()
@@ -54,22 +68,9 @@ def iwae_on(model: VAE, images: torch.Tensor, k: int, batch_size: int = 100) -> 
 def run(config: VAEExperiment) -> dict:
     """Train the VAE with ``config``; write results/<name>.json and checkpoints/<name>.pt."""
     seed_everything(config.seed)
-    generator = torch.Generator().manual_seed(config.seed)
-    train = load_images(config.dataset, "train", binarize=True)
-    test = load_images(config.dataset, "test").binarized(seed=0)
-    if config.train_size:
-        train = train.subset(config.train_size, generator)
-    if config.test_size:
-        test = test.subset(config.test_size, generator)
+    train, test = binarized_data(config.dataset, config.train_size, config.test_size, config.seed)
     model = VAE(config.model_config())
-    train_config = TrainConfig(
-        epochs=config.epochs,
-        batch_size=config.batch_size,
-        lr=config.lr,
-        seed=config.seed,
-        device=config.device,
-        progress=config.progress,
-    )
+    train_config = config.train_config(config.seed, config.epochs)
     start = time.perf_counter()
     run_checkpoint = Path(config.checkpoint_dir) / "runs" / f"{config.name}.pt"
     trainer = fit_resumable(model, train, train_config, run_checkpoint, config.resume, test)

@@ -1,5 +1,6 @@
 """The Cycle-Consistent VAE (Jha et al. 2018, arXiv 1804.10469) and the two baselines of its
-Table 1, Mathieu et al. 2016 and Szabo et al. 2017, on the same networks (``vaebook.nets``).
+Table 1, Mathieu et al. 2016 and Szabo et al. 2017, on the same networks
+(``vaebook.models.cyclevae_nets``).
 
 Every model encodes an image into an unspecified latent z (style; a Gaussian q(z|x) with mean
 and log-variance) and a specified latent s (the factor a pair shares, e.g. the class), and
@@ -33,7 +34,7 @@ from torch import Tensor, nn
 
 from vaebook.checks import check_images
 from vaebook.data import PairBatch
-from vaebook.nets import NORM_MODES, CycleDecoder, CycleEncoder, cycle_conv_features
+from vaebook.models.cyclevae_nets import NORM_MODES, CycleDecoder, CycleEncoder, cycle_conv_features
 from vaebook.probability import kl_to_standard_normal, normalized_hsic, reparameterize
 from vaebook.train import TrainConfig, adam
 
@@ -47,7 +48,7 @@ class PairModelConfig:
     specified_dim: int = 16  # s: what a pair shares (class, identity)
     reconstruction_weight: float = 2.0
     kl_weight: float = 3.0
-    norm_mode: str = "per-image"  # what the InstanceNorm layers do in eval mode (see nets)
+    norm_mode: str = "per-image"  # what the InstanceNorm layers do in eval mode (see cyclevae_nets)
 
     def __post_init__(self):
         self.image_shape = tuple(self.image_shape)

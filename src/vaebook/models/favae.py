@@ -18,28 +18,27 @@ made both directions worse with categorical label views, and with the labels as 
 their one-hot codes it made the codes linear in the labels (chapter 8). The default, 'all', is
 the paper's.
 
-Training alternates (`FAVAE.fit`, schedule in `FAVAESchedule`): factor-analysis sweeps with the
-VAEs fixed, then VAE epochs against the refreshed prior, then the latent views refreshed from
-the encoders. Prediction goes through the shared Z: labels from images, images from labels, one
-image view from another, with all factors or only some (e.g. the shared ones).
+Training alternates (`vaebook.train.fit_rounds` with a `FAVAESchedule`, one round being
+`FAVAE.update_round`): factor-analysis sweeps with the VAEs fixed, then VAE epochs against the
+refreshed prior, then the latent views refreshed from the encoders. Prediction goes through the
+shared Z: labels from images, images from labels, one image view from another, with all factors
+or only some (e.g. the shared ones).
 """
 
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field, replace
-from pathlib import Path
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
 from vaebook import fa
-from vaebook.checks import check_images
-from vaebook.data import as_float_images
+from vaebook.data import FAVAEData, as_float_images
 from vaebook.models.vae import VAE, VAEConfig
 from vaebook.probability import kl_normal, reparameterize
-from vaebook.train import CheckpointMismatchError, NonFiniteLossError, TrainConfig, Trainer
+from vaebook.train import NonFiniteLossError, RoundSchedule
 
 PRIOR_SOURCES = ("all", "side")
 
@@ -91,107 +90,36 @@ class FAVAEConfig:
 
 
 @dataclass
-class FAVAESchedule:
-    """The alternating schedule of `FAVAE.fit`.
+class FAVAESchedule(RoundSchedule):
+    """FA-VAE's alternating schedule, for `vaebook.train.fit_rounds`.
 
     Warm-up: VAE epochs against N(0, I), so that the first latent views carry information: ARD
     prunes the factors that the first sweeps find no use for, and a pruned factor never comes
     back, so a warm-up too short for the encoders to pick up what the labels describe leaves
     FA-VAE with one or two factors and no conditioning. Then `rounds` times: factor-analysis
-    sweeps (the first round from SSHIBA's PCA start, later ones warm-started), `epochs_per_round`
-    VAE epochs against the refreshed prior, latent views refreshed from the encoders. With
-    `regrow`, every later round first gives the layer back the factors ARD pruned
-    (`SSHIBA.grow` to `FAVAEConfig.factors`), so that codes which learn more during the rounds
-    than before the first one get factors; the final refit adds none. The KL weight rises
-    linearly from beta / beta_ramp_epochs to beta over the first beta_ramp_epochs epochs (0: no
-    ramp).
+    sweeps (the first round from SSHIBA's PCA start with `first_sweeps`, later ones
+    warm-started with `sweeps`), `epochs_per_round` VAE epochs against the refreshed prior,
+    latent views refreshed from the encoders. With `regrow`, every later round first gives the
+    layer back the factors ARD pruned (`SSHIBA.grow` to `FAVAEConfig.factors`), so that codes
+    which learn more during the rounds than before the first one get factors; the final refit
+    adds none. The KL weight ramps as `RoundSchedule` says.
     """
 
-    rounds: int = 10
-    epochs_per_round: int = 1
-    warmup_epochs: int = 5
     first_sweeps: int = 50
     sweeps: int = 5
-    beta_ramp_epochs: int = 0
     regrow: bool = False
 
     def __post_init__(self):
-        if self.rounds < 1 or self.epochs_per_round < 1 or self.first_sweeps < 1:
+        super().__post_init__()
+        if self.first_sweeps < 1 or self.sweeps < 1:
             raise ValueError(
-                "need rounds, epochs_per_round and first_sweeps >= 1, got "
-                f"{self.rounds}, {self.epochs_per_round}, {self.first_sweeps}"
+                f"need first_sweeps and sweeps >= 1, got {self.first_sweeps}, {self.sweeps}"
             )
-        if self.warmup_epochs < 0 or self.sweeps < 1 or self.beta_ramp_epochs < 0:
-            raise ValueError(
-                "need warmup_epochs >= 0, sweeps >= 1 and beta_ramp_epochs >= 0, got "
-                f"{self.warmup_epochs}, {self.sweeps}, {self.beta_ramp_epochs}"
-            )
-
-    def kl_ramp(self, epoch: int) -> float:
-        """The share of beta used in epoch `epoch` (0-based, warm-up included)."""
-        if self.beta_ramp_epochs == 0:
-            return 1.0
-        return min(1.0, (epoch + 1) / self.beta_ramp_epochs)
-
-
-@dataclass
-class FAVAEData:
-    """N rows seen through several views: images per image view, and the other views of the
-    factor-analysis layer (labels, features), row n of every view describing the same thing.
-
-    images: view name -> (N, C, H, W) float in [0, 1] or uint8 in 0..255 (a quarter of the
-    memory; batches are float in [0, 1]). side_views: view name -> a `vaebook.fa`
-    view of the same N rows, e.g. `fa.Categorical(labels (N,))`, `fa.Multilabel((N, L))`,
-    `fa.Real((N, D))`; a view holds its own fit, so give every model its own view objects.
-    A batch is (index (B,), {image view: (B, C, H, W)}): the index picks each row's prior.
-    """
-
-    images: dict[str, Tensor]
-    side_views: dict[str, fa.View] = field(default_factory=dict)
-
-    def __post_init__(self):
-        if not self.images:
-            raise ValueError("give at least one image view: images={'name': (N, C, H, W)}")
-        rows = {name: len(x) for name, x in self.images.items()}
-        for name, x in self.images.items():
-            # uint8 pixels are in range by their type: check the shape on one converted image
-            checked = as_float_images(x[:1]) if x.dtype == torch.uint8 else x
-            check_images(checked, tuple(x.shape[1:]), name=f"images[{name!r}]")
-        for name, view in self.side_views.items():
-            if not isinstance(view, fa.View):
-                raise ValueError(
-                    f"side view {name!r} is a {type(view).__name__}; wrap its data in a view of "
-                    "vaebook.fa, e.g. fa.Categorical(labels) or fa.Real(features)"
-                )
-            rows[name] = view.data.shape[0]
-        if len(set(rows.values())) > 1:
-            raise ValueError(f"every view must have the same N rows, got {rows}")
-        clash = set(self.images) & set(self.side_views)
-        if clash:
-            raise ValueError(f"names {sorted(clash)} are both image and side views; rename one")
-
-    def __len__(self) -> int:
-        return len(next(iter(self.images.values())))
-
-    @property
-    def device(self) -> torch.device:
-        return next(iter(self.images.values())).device
-
-    def to(self, device: str | torch.device) -> FAVAEData:
-        """The images on `device`; side views are moved by the factor-analysis layer itself."""
-        images = {name: x.to(device) for name, x in self.images.items()}
-        return FAVAEData(images, self.side_views)
-
-    def batch(
-        self, index: Tensor, generator: torch.Generator | None = None
-    ) -> tuple[Tensor, dict[str, Tensor]]:
-        """Rows `index` (B,): (index, {image view: (B, C, H, W) float in [0, 1]})."""
-        return index, {name: as_float_images(x[index]) for name, x in self.images.items()}
 
 
 class FAVAE(nn.Module):
     """One VAE per image view (`self.vaes[name]`, a `vaebook.models.VAE`) and the factor-analysis
-    layer `self.fa` (a `vaebook.fa.SSHIBA`, None before the first round of `fit`).
+    layer `self.fa` (a `vaebook.fa.SSHIBA`, None before the first round).
 
     Until the layer exists every VAE's prior is N(0, I), so FAVAE is then a set of vanilla VAEs.
     """
@@ -203,7 +131,7 @@ class FAVAE(nn.Module):
         self.fa: fa.SSHIBA | None = None
         # per image view: prior mean (N, D) and log-variance () from the factor-analysis layer
         self.priors: dict[str, tuple[Tensor, Tensor]] = {}
-        self.kl_ramp = 1.0  # share of beta in use, set by `fit` from the schedule
+        self.kl_ramp = 1.0  # share of beta in use, set by `fit_rounds` from the schedule
 
     @property
     def device(self) -> torch.device:
@@ -271,15 +199,21 @@ class FAVAE(nn.Module):
 
     def start_fa(self, data: FAVAEData) -> None:
         """Build the factor-analysis layer from the encoders' moments on `data` and its side
-        views, on the VAEs' device, in float64 on every device: a side view that the factors
-        reproduce almost exactly (one-hot codes as `fa.Real`) drives its noise precision to
-        about 1e12, where float32 precision matrices stop being positive definite."""
-        self._check_views(data)
+        views (`new_layer`); training goes on from it."""
         if self.config.prior_from == "side" and not data.side_views:
             raise ValueError(
                 "prior_from='side' infers the prior from the side views, and the data has none; "
                 "add label views (FAVAEData(side_views=...)) or use prior_from='all'"
             )
+        self.fa = self.new_layer(data)
+
+    def new_layer(self, data: FAVAEData) -> fa.SSHIBA:
+        """A factor-analysis layer over the encoders' moments on `data` and its side views,
+        with `FAVAEConfig.factors` factors, on the VAEs' device, in float64 on every device: a
+        side view that the factors reproduce almost exactly (one-hot codes as `fa.Real`) drives
+        its noise precision to about 1e12, where float32 precision matrices stop being positive
+        definite. Not yet fitted; the model's own layer is untouched."""
+        self._check_views(data)
         latents = {name: self.encode(name, data.images[name]) for name in self.vaes}
         config = fa.FAConfig(
             rotate=self.config.fa_rotate,
@@ -287,7 +221,13 @@ class FAVAE(nn.Module):
             device=self.device,
             dtype=torch.float64,
         )
-        self.fa = fa.SSHIBA({**latents, **data.side_views}, k=self.config.factors, config=config)
+        return fa.SSHIBA({**latents, **data.side_views}, k=self.config.factors, config=config)
+
+    def reading_layer(self, data: FAVAEData, sweeps: int = 100) -> fa.SSHIBA:
+        """A layer fitted afresh (`sweeps` from its PCA start) on the trained encoders' codes of
+        `data` and its side views, e.g. labels as categorical views, to read those labels from
+        codes with `SSHIBA.predict`; the model's own layer is untouched."""
+        return self.new_layer(data).fit(n_iter=sweeps)
 
     def refresh_latent_views(self, data: FAVAEData) -> None:
         """Replace every latent view's data by the current encoders' moments on `data`."""
@@ -331,84 +271,26 @@ class FAVAE(nn.Module):
                 logvar.to(self.device, torch.float32),
             )
 
-    # -- the alternating schedule -------------------------------------------------------------
-
-    def fit(
-        self,
-        data: FAVAEData,
-        schedule: FAVAESchedule,
-        train: TrainConfig,
-        resume: bool = False,
-    ) -> dict[str, list[float]]:
-        """Train with the alternating schedule; `train` sets the VAE epochs (its own `epochs`
-        is ignored: the schedule counts them). One `Trainer` runs every VAE epoch, so the
-        optimiser's state carries over the rounds.
-
-        With `train.checkpoint_path`, a full checkpoint (`Trainer.state_dict`: VAE weights with
-        the factor-analysis layer as their extra state, optimiser, RNG states, epoch, history
-        with the rounds' entries, and the schedule in `extra`) is written after every warm-up
-        epoch and every round; with `resume` and a checkpoint there, training continues from
-        it and ends as an uninterrupted run would (a finished run trains no further).
-
-        Returns the trainer's per-epoch history (loss terms, `seconds`) and, per round,
-        `fa_seconds` (sweeps), `encode_seconds` (latent views from the encoders), `fa_bound`
-        and `factors` (K after pruning). It ends with sweeps against the final encoders, so
-        that prediction uses a layer that matches them.
-        """
+    def update_round(self, data: FAVAEData, round_: int, schedule: FAVAESchedule) -> dict:
+        """One round of `fit_rounds`: the layer started (round 0) or its latent views refreshed
+        from the encoders, regrown if the schedule says so, then its sweeps and the VAEs' new
+        priors. Returns the round's seconds of encoding and of sweeps, the bound and K."""
         self._check_views(data)
-        path = train.checkpoint_path
-        plan = asdict(schedule)
-        if resume and path is None:
-            raise ValueError("resume=True needs TrainConfig(checkpoint_path=...) to resume from")
-        if resume and Path(path).exists():
-            trainer = Trainer.resume(path, self, data, progress=train.progress)
-            if trainer.config.extra.get("favae_schedule") != plan:
-                raise CheckpointMismatchError(
-                    f"checkpoint {path} was made with schedule "
-                    f"{trainer.config.extra.get('favae_schedule')}, not {plan}; resume with "
-                    "that schedule or start afresh (resume=False)"
-                )
+        start = time.perf_counter()
+        if self.fa is None:
+            self.start_fa(data)
         else:
-            # the trainer itself saves nothing: checkpoints fall only between rounds
-            extra = {**train.extra, "favae_schedule": plan}
-            trainer = Trainer(
-                self, data, replace(train, epochs=0, checkpoint_path=None, extra=extra)
-            )
-        history = trainer.history  # the rounds' entries join it, so checkpoints carry them
-
-        def vae_epochs(n: int) -> None:
-            for _ in range(n):
-                self.kl_ramp = schedule.kl_ramp(trainer.epoch)
-                trainer.config.epochs = trainer.epoch + 1
-                trainer.fit()
-
-        def checkpoint() -> None:
-            if path is not None:
-                trainer.save(path)
-
-        while trainer.epoch < schedule.warmup_epochs:
-            vae_epochs(1)
-            checkpoint()
-        # the last pass only refits the layer
-        for round_ in range(len(history["fa_seconds"]), schedule.rounds + 1):
-            start = time.perf_counter()
-            if self.fa is None:
-                self.start_fa(data)
-            else:
-                self.refresh_latent_views(data)
-            encoded = time.perf_counter()
-            if schedule.regrow and 0 < round_ < schedule.rounds:
-                self.fa.grow(self.config.factors)
-            self.fa_sweeps(schedule.first_sweeps if round_ == 0 else schedule.sweeps)
-            history["encode_seconds"].append(encoded - start)
-            history["fa_seconds"].append(time.perf_counter() - encoded)
-            history["fa_bound"].append(self.fa.history[-1])
-            history["factors"].append(self.fa.k)
-            if round_ < schedule.rounds:
-                vae_epochs(schedule.epochs_per_round)
-            checkpoint()
-        self.eval()
-        return dict(history)
+            self.refresh_latent_views(data)
+        encoded = time.perf_counter()
+        if schedule.regrow and 0 < round_ < schedule.rounds:
+            self.fa.grow(self.config.factors)
+        self.fa_sweeps(schedule.first_sweeps if round_ == 0 else schedule.sweeps)
+        return {
+            "encode_seconds": encoded - start,
+            "fa_seconds": time.perf_counter() - encoded,
+            "fa_bound": self.fa.history[-1],
+            "factors": self.fa.k,
+        }
 
     # -- prediction across views --------------------------------------------------------------
 
@@ -518,7 +400,8 @@ class FAVAE(nn.Module):
     def _layer(self) -> fa.SSHIBA:
         if self.fa is None:
             raise RuntimeError(
-                "the factor-analysis layer does not exist yet; call fit(...) or start_fa(data)"
+                "the factor-analysis layer does not exist yet; train it with "
+                "vaebook.train.fit_rounds(...) or call start_fa(data)"
             )
         return self.fa
 

@@ -1,0 +1,72 @@
+"""Data: one data root, torchvision's folder layout, images held as tensors on the device.
+
+The root is the environment variable ``VAEBOOK_DATA`` (default: ``~/.cache/vaebook/data``, or
+under ``$XDG_CACHE_HOME``). MNIST lives in ``<root>/MNIST/raw/``, Fashion-MNIST in
+``<root>/FashionMNIST/raw/``: the files torchvision downloads, so online users just run and
+offline users point the variable at a folder that already holds them. Sprites lives in
+``<root>/sprites/sprites_{walk,spellcard,slash}.npz``, CelebA in ``<root>/celeba/`` and Cartoon
+Set in ``<root>/cartoonset10k/``. The submodules: ``root`` (the data root and the error for a
+missing data set), ``images`` (ImageData, pairs of same-label images, MNIST and Fashion-MNIST),
+``transforms`` (random affine copies, slant, deskewing), ``sprites`` (LPC Sprites), ``faces``
+(CelebA and Cartoon Set with their attributes) and ``multiview`` (rows seen through several
+views, as FA-VAE trains on them); every public name is importable from here.
+"""
+
+from vaebook.data.faces import (
+    CELEBA_CROP,
+    CELEBA_SPLITS,
+    AttributeData,
+    load_cartoonset,
+    load_celeba,
+)
+from vaebook.data.images import (
+    TORCHVISION_DATASETS,
+    ImageData,
+    PairBatch,
+    PairedData,
+    PairSampler,
+    as_float_images,
+    load_images,
+)
+from vaebook.data.multiview import FAVAEData
+from vaebook.data.root import DATA_ENV, RAW_FILES, MissingDataError, data_root
+from vaebook.data.sprites import (
+    SPRITES_ACTIONS,
+    SPRITES_TEST_CHARACTERS,
+    SpritesData,
+    load_sprites,
+)
+from vaebook.data.transforms import deskew, random_affine, slant
+
+__all__ = [
+    # root
+    "DATA_ENV",
+    "RAW_FILES",
+    "data_root",
+    "MissingDataError",
+    # images
+    "TORCHVISION_DATASETS",
+    "as_float_images",
+    "ImageData",
+    "PairSampler",
+    "PairBatch",
+    "PairedData",
+    "load_images",
+    # transforms
+    "random_affine",
+    "slant",
+    "deskew",
+    # sprites
+    "SPRITES_ACTIONS",
+    "SPRITES_TEST_CHARACTERS",
+    "SpritesData",
+    "load_sprites",
+    # faces
+    "AttributeData",
+    "CELEBA_SPLITS",
+    "CELEBA_CROP",
+    "load_celeba",
+    "load_cartoonset",
+    # multiview
+    "FAVAEData",
+]

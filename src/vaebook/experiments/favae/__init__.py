@@ -1,0 +1,188 @@
+"""FA-VAE's four experiments (Guerrero-Lopez et al. 2022) on LPC Sprites, split by character.
+
+One module each: `condition` (FA-VAE conditioned on the attributes and the pose, against a
+vanilla VAE), `private_shared` (left and right views: shared and private factors), `domain`
+(two actions paired through one label: translation against a linear map between two VAEs) and
+`transfer` (a trained beta-VAE's codes as a view of a new VAE's layer); `config` holds their
+settings, `views` the Sprites split and the views of the layer, `evaluation` what they measure
+and the models they train.
+
+``python -m vaebook reproduce favae-condition`` (or favae-private-shared, favae-domain,
+favae-transfer) writes results/favae-<experiment>.json and checkpoints/favae-<experiment>.pt.
+Every model it trains writes a full checkpoint under checkpoints/runs/ (the FA-VAE after every
+warm-up epoch and round, the baselines after every epoch), and ``--resume`` continues a killed
+run from them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from vaebook.data import SpritesData
+from vaebook.experiments.common import environment, save_model, write_results
+from vaebook.experiments.favae.condition import (
+    READING_SWEEPS,
+    categorical_reading_layer,
+    reading_layer_path,
+    run_condition,
+)
+from vaebook.experiments.favae.config import ACTIONS, EXPERIMENT_NAMES, LABEL_VIEWS, FAVAEExperiment
+from vaebook.experiments.favae.domain import run_domain
+from vaebook.experiments.favae.evaluation import (
+    attribute_agreement,
+    attribute_reader,
+    code_probes,
+    fit_favae,
+    fraction_equal,
+    posterior_means,
+    reconstruction_scores,
+    reconstructions,
+    round_seconds,
+    train_vae,
+    training_seconds,
+)
+from vaebook.experiments.favae.private_shared import pose_probes, run_private_shared
+from vaebook.experiments.favae.transfer import run_transfer
+from vaebook.experiments.favae.views import (
+    POSE_FACTORS,
+    action_images,
+    attribute_views,
+    condition_data,
+    condition_inputs,
+    label_inputs,
+    label_view,
+    left_and_right,
+    pose_labels,
+    pose_views,
+    same_character_partners,
+    same_label_partners,
+    sprites_split,
+)
+from vaebook.models import FAVAE, FAVAEConfig
+from vaebook.train import load_checkpoint, load_state
+
+RUNS = {
+    "condition": run_condition,
+    "private-shared": run_private_shared,
+    "domain": run_domain,
+    "transfer": run_transfer,
+}
+
+
+def split_for(config: FAVAEExperiment) -> tuple[SpritesData, SpritesData]:
+    """The (train, test) Sprites split of `config` (characters, frames, seed)."""
+    return sprites_split(
+        config.train_characters, config.test_characters, config.frames, config.seed
+    )
+
+
+def _check_split(config: FAVAEExperiment, train: SpritesData, test: SpritesData) -> None:
+    """Refuse a split that `config` does not describe: the results would misreport it."""
+    for name, data, characters in (
+        ("train", train, config.train_characters),
+        ("test", test, config.test_characters),
+    ):
+        found = len(data.character.unique())
+        frames = tuple(sorted(data.frame.unique().tolist()))
+        if (characters is not None and found != characters) or frames != tuple(
+            sorted(config.frames)
+        ):
+            raise ValueError(
+                f"the {name} split holds {found} characters at frames {frames}, but the config "
+                f"asks for {characters} at {config.frames}; make it with split_for(config)"
+            )
+
+
+def run(config: FAVAEExperiment, split: tuple[SpritesData, SpritesData] | None = None) -> dict:
+    """Run config.experiment; write results/favae-<experiment>.json and the FA-VAE's checkpoint
+    checkpoints/favae-<experiment>.pt (VAE weights and the factor-analysis layer).
+
+    split: (train, test) from `split_for(config)` when the caller holds it already (the chapter
+    runs the four experiments on one split); None: loaded here.
+    """
+    start = time.perf_counter()
+    train, test = split if split is not None else split_for(config)
+    _check_split(config, train, test)
+    reader, reader_accuracy = attribute_reader(config, train, test)
+    model, metrics, extra = RUNS[config.experiment](config, train, test, reader)
+    metrics["classifier_test_accuracy"] = reader_accuracy
+    history = extra["history"]
+    model.fa = model.fa.for_prediction()  # the book predicts; resuming reads the run checkpoint
+    save_model(Path(config.checkpoint_dir) / f"{config.name}.pt", model, history, config.epochs)
+    extra = {
+        **extra,
+        "train_images": len(train),
+        "test_images": len(test),
+        "seconds": time.perf_counter() - start,
+        "train_seconds": training_seconds(history),
+        **environment(model.device),
+    }
+    path = Path(config.results_dir) / f"{config.name}.json"
+    return write_results(path, config.name, config, metrics, extra)
+
+
+def load_run(
+    experiment: str, results_dir: str | Path = "results", checkpoint_dir: str | Path = "checkpoints"
+) -> tuple[dict, FAVAEExperiment, FAVAE]:
+    """What `run` wrote for `experiment` (one of EXPERIMENT_NAMES): the results dict, its
+    experiment config and the trained FA-VAE (eval mode, on the CPU). Raises
+    FileNotFoundError naming the command that makes the files when they are absent."""
+    if experiment not in EXPERIMENT_NAMES:
+        raise ValueError(f"experiment must be one of {EXPERIMENT_NAMES}, got {experiment!r}")
+    results_path = Path(results_dir) / f"favae-{experiment}.json"
+    checkpoint = Path(checkpoint_dir) / f"favae-{experiment}.pt"
+    if not (results_path.exists() and checkpoint.exists()):
+        raise FileNotFoundError(
+            f"{results_path} or {checkpoint} is missing; make both with "
+            f"`python -m vaebook reproduce favae-{experiment}`"
+        )
+    results = json.loads(results_path.read_text())
+    config = FAVAEExperiment(**results["config"])
+    model = FAVAE(FAVAEConfig(**load_state(checkpoint)["model_config"]))
+    load_checkpoint(checkpoint, model)
+    return results, config, model.eval()
+
+
+__all__ = [
+    "ACTIONS",
+    "EXPERIMENT_NAMES",
+    "LABEL_VIEWS",
+    "FAVAEExperiment",
+    "run",
+    "load_run",
+    "split_for",
+    "READING_SWEEPS",
+    "categorical_reading_layer",
+    "reading_layer_path",
+    "run_condition",
+    "run_private_shared",
+    "run_domain",
+    "run_transfer",
+    "pose_probes",
+    "attribute_agreement",
+    "attribute_reader",
+    "code_probes",
+    "fit_favae",
+    "fraction_equal",
+    "posterior_means",
+    "reconstruction_scores",
+    "reconstructions",
+    "round_seconds",
+    "train_vae",
+    "training_seconds",
+    "POSE_FACTORS",
+    "action_images",
+    "attribute_views",
+    "condition_data",
+    "condition_inputs",
+    "label_inputs",
+    "label_view",
+    "left_and_right",
+    "pose_labels",
+    "pose_views",
+    "same_character_partners",
+    "same_label_partners",
+    "sprites_split",
+]
