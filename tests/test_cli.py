@@ -70,6 +70,7 @@ def test_every_results_command_parses_back_to_its_config(name):
         config = replace(config, seed=10)
     own = {
         "VAEExperiment": {"latent_dim": 5},
+        "BetaVAEExperiment": {"betas": (1.0, 3.0), "checkpoint_beta": 3.0},
         "InfoCatExperiment": {"hidden": (64, 32)},
         "CycleVAEExperiment": {"independence_weight": 0.5},
         "FAVAEExperiment": {"regrow": True},

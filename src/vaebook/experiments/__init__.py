@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vaebook.experiments import cyclevae, favae, infocatvae, vae
+from vaebook.experiments import beta_vae, cyclevae, favae, infocatvae, vae
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,7 @@ class Experiment:
 
 EXPERIMENTS = {
     "vae": Experiment(vae.VAEExperiment, vae.run),
+    "beta-vae": Experiment(beta_vae.BetaVAEExperiment, beta_vae.run),
     "infocatvae": Experiment(infocatvae.InfoCatExperiment, infocatvae.run, {"model": "infocatvae"}),
     "catvae": Experiment(infocatvae.InfoCatExperiment, infocatvae.run, {"model": "catvae"}),
     "gumbel": Experiment(infocatvae.InfoCatExperiment, infocatvae.run, {"model": "gumbel"}),
