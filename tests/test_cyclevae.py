@@ -343,3 +343,69 @@ def test_a_resumed_reproduce_run_equals_an_uninterrupted_one(tmp_path):
     ]
     assert terms[0] == pytest.approx(terms[1])
     assert resumed["metrics"] == whole["metrics"]
+
+
+# the Cycle-Consistent VAE's networks at shapes other than the paper's
+
+
+CYCLE_SHAPES = [(1, 64, 64), (3, 32, 32), (1, 112, 92), (3, 16, 20)]
+
+
+@pytest.mark.parametrize("shape", CYCLE_SHAPES)
+def test_cycle_networks_take_any_image_shape(shape):
+    from vaebook.models.cyclevae import PairDiscriminator
+
+    encoder, decoder = CycleEncoder(shape, 8, 5), CycleDecoder(shape, 8, 5)
+    x = torch.rand(3, *shape)
+    assert encoder.features(x).shape == (3, 256)
+    mean, logvar, s = encoder(x)
+    assert mean.shape == logvar.shape == (3, 8) and s.shape == (3, 5)
+    image = decoder(mean, s)
+    assert image.shape == (3, *shape) and 0 <= image.min() and image.max() <= 1
+    assert PairDiscriminator(shape)(x, x).shape == (3,)
+
+
+def _random_pairs(shape, n: int = 16) -> PairedData:
+    """n random images in [0, 1], four classes of n / 4 each."""
+    generator = torch.Generator().manual_seed(0)
+    return PairedData(ImageData(torch.rand(n, *shape, generator=generator), torch.arange(n) % 4))
+
+
+# one epoch on 16 random images: a collapsed KL term is expected, not a fault
+@pytest.mark.filterwarnings("ignore:the KL term averaged")
+@pytest.mark.parametrize("shape", [(1, 64, 64), (3, 32, 32), (1, 112, 92)])
+def test_pair_models_train_an_epoch_at_any_image_shape(shape):
+    data = _random_pairs(shape)
+    model = CycleVAE(CycleVAEConfig(image_shape=shape, unspecified_dim=4, specified_dim=4))
+    config = TrainConfig(epochs=1, batch_size=8, device="cpu", progress=False)
+    history = Trainer(model, data, config).fit()
+    assert all(torch.isfinite(torch.tensor(v)).all() for v in history.values())
+    style, content = data.data.images[:2], data.data.images[2:5]
+    assert model.swap(style, content).shape == (2, 3, *shape)
+    adversarial = PairAdversarial(PairAdversarialConfig(image_shape=shape, unspecified_dim=4))
+    terms = adversarial.training_step(
+        data.batch(torch.arange(8)), adversarial.configure_optimizers(TrainConfig())
+    )
+    assert all(torch.isfinite(v) for v in terms.values())
+
+
+@pytest.mark.parametrize("name", ["cyclevae-mnist-16", "cyclevae-sprites-16", "mathieu-mnist-16"])
+def test_committed_pair_model_checkpoints_still_load(name):
+    from vaebook.train import load_state
+
+    path = REPO / "checkpoints" / f"{name}.pt"
+    state = load_state(path)
+    model, config = {
+        "CycleVAE": (CycleVAE, CycleVAEConfig),
+        "PairAdversarial": (PairAdversarial, PairAdversarialConfig),
+    }[state["model_class"]]
+    load_checkpoint(path, model(config(**state["model_config"])))
+
+
+def test_cycle_networks_refuse_shapes_they_cannot_take_and_name_the_fix():
+    with pytest.raises(ValueError, match=r"got 2 in .*x\.mean\(1, keepdim=True\)") as error:
+        CycleVAE(CycleVAEConfig(image_shape=(2, 32, 32)))
+    assert "mlp" not in str(error.value)  # the pair models have no MLP nets
+    with pytest.raises(ValueError, match=r">= 16, got 8x8 .*resize the images") as error:
+        CycleDecoder((1, 8, 8))
+    assert "mlp" not in str(error.value)

@@ -56,5 +56,5 @@ def test_image_data_batches_binarize_and_subset():
 def test_image_data_refuses_mismatched_labels_and_bad_values():
     with pytest.raises(ValueError, match="labels must have shape"):
         ImageData(torch.rand(5, 1, 4, 4), torch.arange(4))
-    with pytest.raises(ValueError, match="x / 255"):
+    with pytest.raises(ValueError, match="images / 255"):
         ImageData(torch.rand(5, 1, 4, 4) * 255)

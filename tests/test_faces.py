@@ -5,7 +5,7 @@ import pytest
 import torch
 from PIL import Image
 
-from vaebook.data import MissingDataError, load_cartoonset, load_celeba
+from vaebook.data import DamagedDataError, MissingDataError, load_cartoonset, load_celeba
 
 CELEBA_NAMES = ("5_o_Clock_Shadow", "Smiling", "Male")
 CELEBA_ROWS = {"000001.jpg": (-1, 1, 1), "000002.jpg": (1, -1, -1), "000003.jpg": (-1, -1, 1)}
@@ -144,4 +144,44 @@ def test_cartoonset_refuses_inconsistent_or_missing_files(tmp_path):
     (directory / "cs2.png").unlink()
     (directory / "cs10002165113.csv").unlink()
     with pytest.raises(MissingDataError, match="cs10002165113.png has no attribute file"):
+        load_cartoonset(root=tmp_path)
+
+
+def test_damaged_celeba_files_name_the_file_and_the_fix(tmp_path):
+    folder = write_celeba(tmp_path)
+    (folder / "list_eval_partition.txt").write_text("000001.jpg 0\n000002.jpg\n000003.jpg 2\n")
+    with pytest.raises(
+        DamagedDataError, match=r"list_eval_partition.txt, line 2: expected a file name and one"
+    ):
+        load_celeba("train", root=tmp_path)
+    (folder / "list_eval_partition.txt").write_text("000001.jpg 0\n000002.jpg 7\n000003.jpg 2\n")
+    with pytest.raises(DamagedDataError, match=r"line 2: .*got '000002.jpg 7'.*copy"):
+        load_celeba("train", root=tmp_path)
+    (folder / "list_attr_celeba.txt").write_bytes(b"\x89PNG\r\n\x1a\n\xff\xfe garbage")
+    with pytest.raises(DamagedDataError, match=r"list_attr_celeba.txt is not a text file.*copy"):
+        load_celeba("all", root=tmp_path)
+
+
+def test_damaged_celeba_images_are_damaged_data(tmp_path):
+    folder = write_celeba(tmp_path)
+    jpeg = folder / "img_align_celeba" / "000002.jpg"
+    jpeg.write_bytes(jpeg.read_bytes()[:200])  # truncated
+    with pytest.raises(DamagedDataError, match=r"000002.jpg is not a readable image.*copy"):
+        load_celeba("all", root=tmp_path)
+
+
+def test_damaged_cartoon_files_name_the_file_and_the_fix(tmp_path):
+    directory = write_cartoons(tmp_path)
+    (directory / "cs10002165113.csv").write_text("\n")
+    with pytest.raises(DamagedDataError, match=r"cs10002165113.csv lists no attributes.*copy"):
+        load_cartoonset(root=tmp_path)
+    (directory / "cs10002165113.csv").write_bytes(b"\xff\xfe\x00binary")
+    with pytest.raises(DamagedDataError, match=r"cs10002165113.csv is not a text file"):
+        load_cartoonset(root=tmp_path)
+    (directory / "cs10002165113.csv").write_text(
+        '"eye_angle", 2, 3\n"hair", 110, 111\n"hair_color", 9, 10\n'
+    )
+    png = directory / "cs11502169665.png"
+    png.write_bytes(png.read_bytes()[:60])  # truncated
+    with pytest.raises(DamagedDataError, match=r"cs11502169665.png is not a readable image"):
         load_cartoonset(root=tmp_path)

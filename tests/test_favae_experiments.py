@@ -194,7 +194,7 @@ def test_a_killed_run_resumed_with_resume_ends_as_an_uninterrupted_run(tmp_path)
     whole = reproduce(tmp_path / "whole")
     with killed_in_round(2):
         reproduce(tmp_path / "killed")
-    saved = torch.load(tmp_path / "killed" / "runs" / "favae-condition.pt", weights_only=True)
+    saved = torch.load(tmp_path / "killed" / "runs" / "favae-condition-seed0.pt", weights_only=True)
     assert len(saved["history"]["fa_bound"]) == 2 and saved["epoch"] == 1 + 2
     resumed = reproduce(tmp_path / "killed", "--resume")
     assert " --resume" in resumed["command"]

@@ -51,3 +51,35 @@ def test_latent_probe_refuses_bad_shapes():
         latent_probe(
             torch.zeros(5), torch.zeros(5).long(), torch.zeros(5, 2), torch.zeros(5).long()
         )
+
+
+def test_perfect_clustering_scores_one_and_negative_or_float_labels_are_refused():
+    labels = torch.arange(5).repeat_interleave(4)  # 0..K-1
+    accuracy, mapping = clustering_accuracy(labels.flip(0), labels)
+    assert accuracy == 1.0 and mapping == {c: 4 - c for c in range(5)}
+    # -1..K-2 would wrap -1 around to the last cluster: refused, not scored 0.67
+    with pytest.raises(ValueError, match=r"labels must be >= 0.*minimum -1.*torch\.unique"):
+        clustering_accuracy(labels, labels - 1)
+    with pytest.raises(ValueError, match=r"clusters must be >= 0"):
+        clustering_accuracy(labels - 1, labels)
+    with pytest.raises(ValueError, match=r"labels\.long\(\)"):
+        clustering_accuracy(labels, labels.float())
+    with pytest.raises(ValueError, match=r"clusters\.long\(\)"):
+        clustering_accuracy(labels.float(), labels)
+    with pytest.raises(ValueError, match=r"squeeze\(1\)"):
+        clustering_accuracy(labels[:, None], labels)
+    assert clustering_accuracy(labels.int().numpy(), labels.tolist())[0] == 1.0  # any integers
+
+
+def test_latent_probe_refuses_float_negative_and_column_labels():
+    codes, labels = torch.randn(8, 2), torch.arange(8) % 2
+    with pytest.raises(ValueError, match=r"train_labels\.long\(\)"):
+        latent_probe(codes, labels.float(), codes, labels, epochs=1)
+    with pytest.raises(ValueError, match=r"test_labels must be >= 0"):
+        latent_probe(codes, labels, codes, labels - 1, epochs=1)
+    with pytest.raises(ValueError, match=r"test_labels\.long\(\)"):
+        latent_probe(codes, labels, codes, labels.int(), epochs=1)
+    with pytest.raises(ValueError, match=r"train_labels\.squeeze\(1\)"):
+        latent_probe(codes, labels[:, None], codes, labels, epochs=1)
+    with pytest.raises(ValueError, match=r"train_codes must be float"):
+        latent_probe(codes.long(), labels, codes, labels, epochs=1)

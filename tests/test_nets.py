@@ -1,11 +1,27 @@
+import math
+
 import pytest
 import torch
+from conftest import REPO, synthetic_images
 
-from vaebook.nets import GaussianHead, make_decoder, make_encoder
+from vaebook.data import ImageData
+from vaebook.models import FAVAE, VAE, FAVAEConfig, InfoCatVAE, InfoCatVAEConfig, VAEConfig
+from vaebook.nets import (
+    ConvDecoder,
+    ConvEncoder,
+    GaussianHead,
+    conv_sizes,
+    make_decoder,
+    make_encoder,
+)
+from vaebook.train import TrainConfig, Trainer, load_checkpoint, load_state
+
+# shapes other than the paper's: square and not, powers of two and not, the smallest allowed
+ANY_SHAPES = [(1, 64, 64), (3, 32, 32), (1, 112, 92), (3, 16, 20)]
 
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
-@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 64, 64)])
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 64, 64), *ANY_SHAPES])
 def test_encoder_decoder_shapes(arch, shape):
     encoder = make_encoder(shape, arch, (64,))
     decoder = make_decoder(8, shape, arch, (64,))
@@ -16,9 +32,133 @@ def test_encoder_decoder_shapes(arch, shape):
     assert decoder(mean).shape == (5, *shape)
 
 
-def test_conv_refuses_unsupported_shape():
-    with pytest.raises(ValueError, match="resize the images or use arch='mlp'"):
-        make_encoder((1, 32, 32), "conv", (64,))
+def test_conv_refuses_shapes_it_cannot_take_and_names_the_fix():
+    for make in (
+        lambda shape: make_encoder(shape, "conv", (64,)),
+        lambda shape: make_decoder(4, shape, "conv", (64,)),
+    ):
+        with pytest.raises(ValueError, match=r"got 2 in .*x\.mean\(1, keepdim=True\).*'mlp'"):
+            make((2, 32, 32))
+        with pytest.raises(ValueError, match=r"x\.expand\(-1, 3, -1, -1\)"):
+            make((4, 32, 32))
+        with pytest.raises(ValueError, match=r">= 16, got 8x8 .*resize the images.*'mlp'"):
+            make((1, 8, 8))
+        with pytest.raises(ValueError, match=r">= 16, got 32x12 .*size=\(32, 16\)"):
+            make((3, 32, 12))
+    assert make_encoder((2, 8, 8), "mlp", (64,)).out_features == 64  # the MLP takes any shape
+
+
+# (key, shape) of every parameter of the paper's networks, read off the code that trained the
+# committed checkpoints: the general construction must keep them
+PAPER_ENCODERS = {
+    (1, 28, 28): [
+        ("net.0.weight", (32, 1, 4, 4)),
+        ("net.0.bias", (32,)),
+        ("net.2.weight", (64, 32, 4, 4)),
+        ("net.2.bias", (64,)),
+        ("net.5.weight", (256, 3136)),
+        ("net.5.bias", (256,)),
+    ],
+    (3, 64, 64): [
+        ("net.0.weight", (32, 3, 4, 4)),
+        ("net.0.bias", (32,)),
+        ("net.2.weight", (32, 32, 4, 4)),
+        ("net.2.bias", (32,)),
+        ("net.4.weight", (64, 32, 4, 4)),
+        ("net.4.bias", (64,)),
+        ("net.6.weight", (64, 64, 4, 4)),
+        ("net.6.bias", (64,)),
+        ("net.9.weight", (256, 1024)),
+        ("net.9.bias", (256,)),
+    ],
+}
+PAPER_DECODERS = {  # latent_dim 20
+    (1, 28, 28): [
+        ("net.0.weight", (256, 20)),
+        ("net.0.bias", (256,)),
+        ("net.2.weight", (3136, 256)),
+        ("net.2.bias", (3136,)),
+        ("net.5.weight", (64, 32, 4, 4)),
+        ("net.5.bias", (32,)),
+        ("net.7.weight", (32, 1, 4, 4)),
+        ("net.7.bias", (1,)),
+    ],
+    (3, 64, 64): [
+        ("net.0.weight", (256, 20)),
+        ("net.0.bias", (256,)),
+        ("net.2.weight", (1024, 256)),
+        ("net.2.bias", (1024,)),
+        ("net.5.weight", (64, 64, 4, 4)),
+        ("net.5.bias", (64,)),
+        ("net.7.weight", (64, 32, 4, 4)),
+        ("net.7.bias", (32,)),
+        ("net.9.weight", (32, 32, 4, 4)),
+        ("net.9.bias", (32,)),
+        ("net.11.weight", (32, 3, 4, 4)),
+        ("net.11.bias", (3,)),
+    ],
+}
+
+
+def _shapes(net: torch.nn.Module) -> list[tuple[str, tuple[int, ...]]]:
+    return [(key, tuple(value.shape)) for key, value in net.state_dict().items()]
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 64, 64)])
+def test_paper_shapes_keep_the_papers_networks(shape):
+    assert _shapes(ConvEncoder(shape)) == PAPER_ENCODERS[shape]
+    assert _shapes(ConvDecoder(20, shape)) == PAPER_DECODERS[shape]
+    # every convolution of the paper's nets is 4x4 stride 2 padding 1, no output padding
+    for net in (ConvEncoder(shape), ConvDecoder(20, shape)):
+        for layer in net.modules():
+            if isinstance(layer, torch.nn.Conv2d | torch.nn.ConvTranspose2d):
+                assert layer.kernel_size == (4, 4) and layer.stride == (2, 2)
+                assert layer.padding == (1, 1) and layer.output_padding == (0, 0)
+
+
+@pytest.mark.parametrize(
+    "name, model, config",
+    [
+        ("infocatvae-fashion-mnist-ours-conv", InfoCatVAE, InfoCatVAEConfig),  # (1, 28, 28)
+        ("favae-condition", FAVAE, FAVAEConfig),  # (3, 64, 64)
+    ],
+)
+def test_committed_conv_checkpoints_still_load(name, model, config):
+    path = REPO / "checkpoints" / f"{name}.pt"
+    state = load_state(path)
+    assert state["model_config"]["arch"] == "conv"
+    load_checkpoint(path, model(config(**state["model_config"])))
+
+
+def test_conv_sizes_halve_each_side_until_it_is_below_8():
+    assert conv_sizes((1, 28, 28)) == [(28, 28), (14, 14), (7, 7)]
+    assert conv_sizes((1, 112, 92)) == [(112, 92), (56, 46), (28, 23), (14, 11), (7, 5)]
+    # a side that is already small keeps its size while the other one shrinks
+    assert conv_sizes((1, 16, 64)) == [(16, 64), (8, 32), (4, 16), (4, 8), (4, 4)]
+    encoder, decoder = ConvEncoder((1, 16, 64), 8), ConvDecoder(2, (1, 16, 64), 8)
+    assert decoder(encoder(torch.rand(2, 1, 16, 64))[:, :2]).shape == (2, 1, 16, 64)
+
+
+def _train_one_epoch(model: torch.nn.Module, data) -> dict[str, list[float]]:
+    config = TrainConfig(epochs=1, batch_size=8, device="cpu", progress=False)
+    return Trainer(model, data, config).fit()
+
+
+# one epoch on 16 random images: a collapsed KL term is expected, not a fault
+@pytest.mark.filterwarnings("ignore:the KL term averaged")
+@pytest.mark.parametrize("shape", [(1, 64, 64), (3, 32, 32), (1, 112, 92)])
+def test_conv_models_train_a_step_at_any_image_shape(shape):
+    images = synthetic_images(16, shape)
+    labels = torch.arange(16) % 4
+    vae = VAE(VAEConfig(image_shape=shape, arch="conv", hidden=(64,), latent_dim=4))
+    history = _train_one_epoch(vae, ImageData(images))
+    assert math.isfinite(history["total"][-1])
+    assert vae.reconstruct(images[:3]).shape == vae.sample(3).shape == (3, *shape)
+    config = InfoCatVAEConfig(image_shape=shape, arch="conv", hidden=(64,), categories=4)
+    infocat = InfoCatVAE(config)
+    history = _train_one_epoch(infocat, ImageData(images, labels))
+    assert math.isfinite(history["total"][-1])
+    assert infocat.decoder(torch.randn(3, config.latent_dim)).shape == (3, *shape)
 
 
 def test_unknown_arch_is_refused():

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import pickle
 import re
+from collections.abc import Callable
 from dataclasses import MISSING, asdict, fields
 from pathlib import Path
 
@@ -19,6 +20,10 @@ from torch import nn
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint was made for another model class or configuration."""
+
+
+class DamagedCheckpointError(ValueError):
+    """A checkpoint file is truncated, empty or not a vaebook checkpoint at all."""
 
 
 class UnsafeCheckpointError(ValueError):
@@ -46,14 +51,20 @@ def _same_config(saved: dict, model: nn.Module) -> bool:
     return normalise(saved) == normalise(current)
 
 
-def save_atomic(state: dict, path: str | Path) -> None:
-    """torch.save to a temporary file in the same folder, then rename: a kill mid-write
-    leaves the previous checkpoint intact."""
+def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
+    """``write(temporary)`` to `path`'s temporary file in the same folder, then rename it to
+    `path`: a kill mid-write leaves the previous file intact, and the next write to `path`
+    replaces the temporary a kill left behind."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save(state, tmp)
+    write(tmp)
     os.replace(tmp, path)
+
+
+def save_atomic(state: dict, path: str | Path) -> None:
+    """torch.save, atomically (`write_atomic`)."""
+    write_atomic(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_state(path: str | Path) -> dict:
@@ -65,15 +76,29 @@ def load_state(path: str | Path) -> dict:
     if not path.exists():
         raise FileNotFoundError(f"no checkpoint at {path}; train first or check the path")
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         found = re.search(r"Unsupported global: GLOBAL (\S+)", str(error))
+        if found is None:  # not a pickle torch can read: random or foreign bytes
+            raise _damaged(path, "it is not a PyTorch checkpoint") from error
         raise UnsafeCheckpointError(
             f"checkpoint {path} holds a Python object that vaebook does not write "
-            f"({found.group(1) if found else 'not a tensor, number or container'}); loading it "
-            "could run code, so it is refused. Use a checkpoint made by vaebook (the reproduce "
-            "command or Trainer) or retrain"
+            f"({found.group(1)}); loading it could run code, so it is refused. Use a checkpoint "
+            "made by vaebook (the reproduce command or Trainer) or retrain"
         ) from error
+    except (RuntimeError, EOFError, OSError) as error:  # truncated, empty or unreadable
+        first_line = (str(error).splitlines() or ["empty or cut short"])[0]
+        raise _damaged(path, f"{type(error).__name__}: {first_line}") from error
+    if not isinstance(state, dict):
+        raise _damaged(path, f"it holds a {type(state).__name__}, not a checkpoint dict")
+    return state
+
+
+def _damaged(path: Path, reason: str) -> DamagedCheckpointError:
+    return DamagedCheckpointError(
+        f"checkpoint {path} cannot be read ({reason}); a kill during a copy or download leaves "
+        "such a file. Delete it and train again (or fetch it again)"
+    )
 
 
 def load_checkpoint(path: str | Path, model: nn.Module) -> dict:
@@ -81,6 +106,8 @@ def load_checkpoint(path: str | Path, model: nn.Module) -> dict:
     model class and config; returns the whole checkpoint dict (history, epoch, configs)."""
     path = Path(path)
     state = load_state(path)
+    if "model" not in state:
+        raise _damaged(path, "it holds no model weights")
     cls, config = type(model).__name__, model_config(model)
     if state.get("model_class") != cls or not _same_config(state.get("model_config", {}), model):
         raise CheckpointMismatchError(

@@ -1,7 +1,7 @@
 """``python -m vaebook reproduce EXPERIMENT [--dataset D] [--epochs N] [--device D] [--seed S]
-[--dims N] [--set FIELD=VALUE ...]``: train with the book's settings and write
-results/<name>.json and checkpoints/<name>.pt. ``--set`` changes any field of the experiment's
-config dataclass."""
+[--dims N] [--publish] [--set FIELD=VALUE ...]``: train with the book's settings and write
+<name>.json and <name>.pt into the run folder runs/<name>/ (with --publish: into the book's
+results/ and checkpoints/). ``--set`` changes any field of the experiment's config dataclass."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import types
 import typing
 
 from vaebook.experiments import EXPERIMENTS, Experiment
-from vaebook.experiments.common import FLAGS
+from vaebook.experiments.common import FLAGS, check_publish
 
 
 def _parse(kind, text: str):
@@ -65,11 +65,17 @@ def parse_command(argv: list[str] | None = None) -> tuple[Experiment, object]:
         unknown.discard("seed")
     if unknown:
         parser.error(f"experiment {args.experiment!r} takes no option {sorted(unknown)}")
-    return experiment, experiment.config(**{**given, **experiment.fixed})
+    try:
+        config = experiment.config(**{**given, **experiment.fixed})
+        check_publish(config)
+    except ValueError as error:  # a meaningless value, or a publish that would lose a run
+        parser.error(str(error))
+    return experiment, config
 
 
 def main(argv: list[str] | None = None) -> int:
     experiment, config = parse_command(argv)
     results = experiment.run(config)
     print(json.dumps(results["metrics"], indent=2))
+    print(f"wrote {config.results_path} and {config.checkpoint_folder}/")
     return 0

@@ -12,19 +12,40 @@ from torch import Tensor, nn
 from vaebook.probability import reparameterize
 
 
+def _class_indices(values, name: str) -> Tensor:
+    """values as a long tensor of class indices >= 0, or a ValueError naming the fix: float
+    values (``.long()``) and negative ones (an index -1 would wrap around to the last class)."""
+    if values.is_floating_point() or values.dtype == torch.bool or values.is_complex():
+        raise ValueError(
+            f"{name} must be integer class indices, got {values.dtype}; convert them with "
+            f"{name}.long()"
+        )
+    if values.numel() and int(values.min()) < 0:
+        raise ValueError(
+            f"{name} must be >= 0 (indices 0..K-1), got the minimum {int(values.min())}; "
+            f"renumber them, e.g. {name} = torch.unique({name}, return_inverse=True)[1]"
+        )
+    return values.long()
+
+
 def clustering_accuracy(clusters: Tensor, labels: Tensor) -> tuple[float, dict[int, int]]:
     """Accuracy of the best one-to-one matching of clusters to labels (Hungarian algorithm).
 
-    clusters, labels: (N,) integer tensors. Returns (accuracy, {cluster: label}). With more
-    clusters than labels, the unmatched clusters count as errors.
+    clusters, labels: (N,) integer tensors >= 0 (float or negative values are refused).
+    Returns (accuracy, {cluster: label}). With more clusters than labels, the unmatched
+    clusters count as errors.
     """
-    clusters = torch.as_tensor(clusters).long().cpu()
-    labels = torch.as_tensor(labels).long().cpu()
+    clusters, labels = torch.as_tensor(clusters), torch.as_tensor(labels)
     if clusters.shape != labels.shape or clusters.dim() != 1:
+        hint = ""
+        if (1,) in (tuple(clusters.shape[1:]), tuple(labels.shape[1:])):
+            hint = "; flatten a column with .squeeze(1)"
         raise ValueError(
             f"clusters and labels must both be (N,), got {tuple(clusters.shape)} and "
-            f"{tuple(labels.shape)}"
+            f"{tuple(labels.shape)}{hint}"
         )
+    clusters = _class_indices(clusters, "clusters").cpu()
+    labels = _class_indices(labels, "labels").cpu()
     if len(labels) == 0:
         raise ValueError("clustering_accuracy needs at least one example")
     n_clusters, n_labels = int(clusters.max()) + 1, int(labels.max()) + 1
@@ -70,20 +91,30 @@ def latent_probe(
 ) -> dict[str, float]:
     """Train a small MLP classifier on latent codes and report train and test accuracy.
 
-    train_codes: (N, D), train_labels: (N,) long; the same for test. High test accuracy means
-    the label can be read from the code. With train_logvar (N, D) the codes are the means of
-    Gaussians and every epoch trains on a fresh sample (Jha et al.'s protocol for z); with
-    test_logvar the test codes are one sample. Returns {'train_accuracy', 'test_accuracy'}
-    (train accuracy on the last sample when sampling).
+    train_codes: (N, D) float, train_labels: (N,) long >= 0; the same for test. High test
+    accuracy means the label can be read from the code. With train_logvar (N, D) the codes
+    are the means of Gaussians and every epoch trains on a fresh sample (Jha et al.'s protocol
+    for z); with test_logvar the test codes are one sample. Returns {'train_accuracy',
+    'test_accuracy'} (train accuracy on the last sample when sampling).
     """
     for name, codes, labels in (
         ("train", train_codes, train_labels),
         ("test", test_codes, test_labels),
     ):
         if codes.dim() != 2 or labels.shape != (len(codes),):
+            hint = ""
+            if labels.shape == (len(codes), 1):
+                hint = f"; flatten the labels with {name}_labels.squeeze(1)"
             raise ValueError(
                 f"{name} codes must be (N, D) with labels (N,), got {tuple(codes.shape)} and "
-                f"{tuple(labels.shape)}"
+                f"{tuple(labels.shape)}{hint}"
+            )
+        if not codes.is_floating_point():
+            raise ValueError(f"{name}_codes must be float, got {codes.dtype}; use .float()")
+        _class_indices(labels, f"{name}_labels")
+        if labels.dtype != torch.long:
+            raise ValueError(
+                f"{name}_labels must be torch.long, got {labels.dtype}; use {name}_labels.long()"
             )
     if train_codes.shape[1] != test_codes.shape[1]:
         raise ValueError("train and test codes must have the same dimension")

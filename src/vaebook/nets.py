@@ -1,9 +1,13 @@
-"""Encoders and decoders for 28x28x1 and 64x64x3 images, MLP or convolutional.
+"""Encoders and decoders for images, MLP or convolutional, and a small image classifier.
 
 An encoder maps images (B, C, H, W) to features (B, F); a decoder maps a code (B, D) to one
 output map per pixel (B, C, H, W), e.g. Bernoulli logits. Models put their own heads on top,
-e.g. GaussianHead. Also here: CNNClassifier, a small independent classifier that reads generated
-images. The Cycle-Consistent VAE's own networks are in ``vaebook.models.cyclevae_nets``.
+e.g. GaussianHead. The MLP nets take any image shape. The convolutional nets take any (C, H, W)
+with C in {1, 3} and H, W >= 16 (``check_conv_shape``): their layers are planned from the shape
+(``conv_sizes``), and at (1, 28, 28) and (3, 64, 64) the plan gives the networks that the book's
+checkpoints were trained with. Also here: CNNClassifier, a small independent classifier that
+reads generated images. The Cycle-Consistent VAE's own networks are in
+``vaebook.models.cyclevae_nets``, built on the same plan.
 """
 
 from __future__ import annotations
@@ -14,7 +18,10 @@ from functools import partial
 import torch
 from torch import Tensor, nn
 
-SUPPORTED_CONV_SHAPES = ((1, 28, 28), (3, 64, 64))
+CONV_CHANNELS = (1, 3)  # grey or colour
+MIN_CONV_SIDE = 16
+# conv nets halve each side while it is >= 8, so their last map's sides lie in 4..7
+HALVE_FROM = 8
 # leaky_relu keeps a gradient for negative inputs: with plain ReLU, the 64x64 sprites' dark
 # background drives the conv decoder's units negative in the first epoch and the VAE ignores z
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -38,14 +45,73 @@ def mlp(
     return nn.Sequential(*layers)
 
 
-def _check_conv_shape(image_shape: Sequence[int]) -> tuple[int, int, int]:
-    shape = tuple(image_shape)
-    if shape not in SUPPORTED_CONV_SHAPES:
+def check_conv_shape(image_shape: Sequence[int], mlp_hint: bool = True) -> tuple[int, int, int]:
+    """image_shape as a tuple (C, H, W) if convolutional nets can take it: C in {1, 3} and
+    H, W >= 16; otherwise a ValueError that says how to convert or resize the images (and, with
+    mlp_hint, that arch='mlp' takes any shape)."""
+    shape = tuple(int(n) for n in image_shape)
+    mlp = ", or use arch='mlp'" if mlp_hint else ""
+    if len(shape) != 3:
+        raise ValueError(f"image_shape must be (C, H, W), got {shape}")
+    channels, height, width = shape
+    if channels not in CONV_CHANNELS:
         raise ValueError(
-            f"convolutional nets exist for image shapes {SUPPORTED_CONV_SHAPES}, got {shape}; "
-            "resize the images or use arch='mlp'"
+            f"convolutional nets take 1 (grey) or 3 (colour) channels, got {channels} in image "
+            f"shape {shape}; convert the images, e.g. x.mean(1, keepdim=True) to grey, then "
+            f"x.expand(-1, 3, -1, -1) for 3 channels, and set image_shape to match{mlp}"
+        )
+    if min(height, width) < MIN_CONV_SIDE:
+        size = (max(height, MIN_CONV_SIDE), max(width, MIN_CONV_SIDE))
+        raise ValueError(
+            f"convolutional nets need height and width >= {MIN_CONV_SIDE}, got {height}x{width} "
+            f"in image shape {shape}; resize the images, e.g. "
+            f"torch.nn.functional.interpolate(x, size={size}), and set image_shape to match{mlp}"
         )
     return shape
+
+
+def conv_sizes(image_shape: Sequence[int]) -> list[tuple[int, int]]:
+    """The (height, width) of a conv encoder's input and of the map after each of its
+    convolutions: each side halves (rounding down) while it is >= 8, so the last map's sides lie
+    in 4..7; a side already below 8 keeps its size while the other one shrinks.
+
+    (1, 28, 28): 28 -> 14 -> 7; (3, 64, 64): 64 -> 32 -> 16 -> 8 -> 4 (the paper's nets);
+    (1, 112, 92): [(112, 92), (56, 46), (28, 23), (14, 11), (7, 5)]."""
+    sizes = [check_conv_shape(image_shape)[1:]]
+    while max(sizes[-1]) >= HALVE_FROM:
+        sizes.append(tuple(n // 2 if n >= HALVE_FROM else n for n in sizes[-1]))
+    return sizes
+
+
+def _axis_plan(large: int, small: int) -> tuple[int, int, int]:
+    """(kernel, stride, output_padding) along one side that goes from `large` to `small`.
+
+    Kernel 4, stride 2, padding 1 halves a side, rounding down; the transposed convolution
+    doubles it back, plus output_padding 1 for the row an odd side lost. Kernel 3, stride 1,
+    padding 1 keeps a side that is already small while the other one shrinks."""
+    return (3, 1, 0) if small == large else (4, 2, large - 2 * small)
+
+
+def _conv_plan(before: tuple[int, int], after: tuple[int, int]) -> tuple[tuple[int, ...], ...]:
+    """(kernel, stride, output_padding), each a (height, width) pair, from before to after."""
+    return tuple(zip(*map(_axis_plan, before, after), strict=True))
+
+
+def down_conv(c_in: int, c_out: int, before: tuple[int, int], after: tuple[int, int]) -> nn.Conv2d:
+    """The convolution from a (c_in, *before) map to (c_out, *after), one step of conv_sizes."""
+    kernel, stride, _ = _conv_plan(before, after)
+    return nn.Conv2d(c_in, c_out, kernel, stride=stride, padding=1)
+
+
+def up_conv(
+    c_in: int, c_out: int, before: tuple[int, int], after: tuple[int, int]
+) -> nn.ConvTranspose2d:
+    """The transposed convolution from (c_in, *after) back to exactly (c_out, *before), the
+    mirror of down_conv(before -> after)."""
+    kernel, stride, output_padding = _conv_plan(before, after)
+    return nn.ConvTranspose2d(
+        c_in, c_out, kernel, stride=stride, padding=1, output_padding=output_padding
+    )
 
 
 class MLPEncoder(nn.Module):
@@ -93,27 +159,36 @@ def activation_layer(name: str) -> Callable[[], nn.Module]:
     return ACTIVATIONS[name]
 
 
-def _conv_channels(shape: tuple[int, int, int]) -> list[int]:
-    # 28x28: two stride-2 convs (28 -> 14 -> 7); 64x64: four (64 -> 32 -> 16 -> 8 -> 4)
-    return [shape[0], 32, 64] if shape[1] == 28 else [shape[0], 32, 32, 64, 64]
+def _conv_channels(blocks: int) -> list[int]:
+    """Output channels of a conv encoder's `blocks` convolutions: 32 in the first half, 64 in
+    the second. With conv_sizes this gives the paper's nets: 28x28 [32, 64], 64x64
+    [32, 32, 64, 64]."""
+    return [32 if 2 * i < blocks else 64 for i in range(blocks)]
+
+
+def _pairs(items: Sequence) -> list[tuple]:
+    return list(zip(items[:-1], items[1:], strict=True))
 
 
 class ConvEncoder(nn.Module):
-    """4x4 stride-2 convolutions with `activation`, then one hidden linear layer.
+    """Convolutions with `activation` down to a small map (conv_sizes), then one hidden linear
+    layer: 4x4 stride 2 halves a side; a side already below 8 keeps its size (3x3 stride 1).
+    Channels: C, then 32 for the first half of the convolutions, 64 for the second.
 
-    x: (B, 1, 28, 28) or (B, 3, 64, 64) -> (B, hidden).
+    x: (B, C, H, W) with C in {1, 3}, H, W >= 16 -> (B, hidden). E.g. (B, 1, 112, 92) ->
+    (B, 32, 56, 46) -> (B, 32, 28, 23) -> (B, 64, 14, 11) -> (B, 64, 7, 5) -> (B, hidden).
     """
 
     def __init__(self, image_shape: Sequence[int], hidden: int = 256, activation: str = "relu"):
         super().__init__()
-        shape = _check_conv_shape(image_shape)
-        channels = _conv_channels(shape)
+        sizes = conv_sizes(image_shape)
+        channels = [int(image_shape[0]), *_conv_channels(len(sizes) - 1)]
         act = activation_layer(activation)
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):
-            layers += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), act()]
-        side = shape[1] // 2 ** (len(channels) - 1)
-        layers += [nn.Flatten(), nn.Linear(channels[-1] * side * side, hidden), act()]
+        for (c_in, c_out), (before, after) in zip(_pairs(channels), _pairs(sizes), strict=True):
+            layers += [down_conv(c_in, c_out, before, after), act()]
+        height, width = sizes[-1]
+        layers += [nn.Flatten(), nn.Linear(channels[-1] * height * width, hidden), act()]
         self.net = nn.Sequential(*layers)
         self.out_features = hidden
 
@@ -122,9 +197,12 @@ class ConvEncoder(nn.Module):
 
 
 class ConvDecoder(nn.Module):
-    """The mirror of ConvEncoder: linear layers, then 4x4 stride-2 transposed convolutions.
+    """The mirror of ConvEncoder: two linear layers to the encoder's last map, then transposed
+    convolutions with `activation` (none after the last) back through the encoder's sizes in
+    reverse, exactly: an odd side gets output_padding 1.
 
-    z: (B, D) -> (B, 1, 28, 28) or (B, 3, 64, 64), one output (e.g. a logit) per pixel.
+    z: (B, D) -> (B, C, H, W), one output (e.g. a logit) per pixel. E.g. (B, D) -> (B, hidden)
+    -> (B, 64, 7, 5) -> (B, 64, 14, 11) -> (B, 32, 28, 23) -> (B, 32, 56, 46) -> (B, 1, 112, 92).
     """
 
     def __init__(
@@ -135,20 +213,21 @@ class ConvDecoder(nn.Module):
         activation: str = "relu",
     ):
         super().__init__()
-        shape = _check_conv_shape(image_shape)
-        channels = _conv_channels(shape)[::-1]
-        side = shape[1] // 2 ** (len(channels) - 1)
+        sizes = conv_sizes(image_shape)
+        channels = [int(image_shape[0]), *_conv_channels(len(sizes) - 1)]
+        height, width = sizes[-1]
         act = activation_layer(activation)
         layers: list[nn.Module] = [
             nn.Linear(latent_dim, hidden),
             act(),
-            nn.Linear(hidden, channels[0] * side * side),
+            nn.Linear(hidden, channels[-1] * height * width),
             act(),
-            nn.Unflatten(1, (channels[0], side, side)),
+            nn.Unflatten(1, (channels[-1], height, width)),
         ]
-        for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:], strict=True)):
-            layers.append(nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1))
-            if i < len(channels) - 2:
+        steps = list(zip(_pairs(channels), _pairs(sizes), strict=True))[::-1]
+        for i, ((c_out, c_in), (before, after)) in enumerate(steps):
+            layers.append(up_conv(c_in, c_out, before, after))
+            if i < len(steps) - 1:
                 layers.append(act())
         self.net = nn.Sequential(*layers)
 

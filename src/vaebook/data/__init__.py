@@ -5,11 +5,12 @@ under ``$XDG_CACHE_HOME``). MNIST lives in ``<root>/MNIST/raw/``, Fashion-MNIST 
 ``<root>/FashionMNIST/raw/``: the files torchvision downloads, so online users just run and
 offline users point the variable at a folder that already holds them. Sprites lives in
 ``<root>/sprites/sprites_{walk,spellcard,slash}.npz``, CelebA in ``<root>/celeba/`` and Cartoon
-Set in ``<root>/cartoonset10k/``. The submodules: ``root`` (the data root and the error for a
-missing data set), ``images`` (ImageData, pairs of same-label images, MNIST and Fashion-MNIST),
-``transforms`` (random affine copies, slant, deskewing), ``sprites`` (LPC Sprites), ``faces``
-(CelebA and Cartoon Set with their attributes) and ``multiview`` (rows seen through several
-views, as FA-VAE trains on them); every public name is importable from here.
+Set in ``<root>/cartoonset10k/``. The submodules: ``root`` (the data root, and the errors for a
+missing data set and for a damaged file), ``images`` (ImageData, pairs of same-label images,
+MNIST and Fashion-MNIST), ``transforms`` (random affine copies, slant, deskewing), ``sprites``
+(LPC Sprites), ``faces`` (CelebA and Cartoon Set with their attributes) and ``multiview`` (rows
+seen through several views, as FA-VAE trains on them); every public name is importable from
+here. Data classes check what enters them once, at construction, with errors that name the fix.
 """
 
 from vaebook.data.faces import (
@@ -29,7 +30,7 @@ from vaebook.data.images import (
     load_images,
 )
 from vaebook.data.multiview import FAVAEData
-from vaebook.data.root import DATA_ENV, RAW_FILES, MissingDataError, data_root
+from vaebook.data.root import DATA_ENV, RAW_FILES, DamagedDataError, MissingDataError, data_root
 from vaebook.data.sprites import (
     SPRITES_ACTIONS,
     SPRITES_TEST_CHARACTERS,
@@ -44,6 +45,7 @@ __all__ = [
     "RAW_FILES",
     "data_root",
     "MissingDataError",
+    "DamagedDataError",
     # images
     "TORCHVISION_DATASETS",
     "as_float_images",

@@ -11,8 +11,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from vaebook.checks import check_label_matrix
 from vaebook.data.images import ImageData
-from vaebook.data.root import MissingDataError, _missing_message, data_root
+from vaebook.data.root import (
+    DATA_ENV,
+    DamagedDataError,
+    MissingDataError,
+    _missing_message,
+    data_root,
+)
 
 
 @dataclass
@@ -26,6 +33,14 @@ class AttributeData(ImageData):
     attributes: Tensor | None = None
     attribute_names: tuple[str, ...] = ()
     attribute_sizes: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        super().__post_init__()  # images, labels, one row per image in every field
+        if self.attributes is not None:
+            columns = len(self.attribute_names) or len(self.attribute_sizes) or None
+            check_label_matrix(
+                self.attributes, len(self.images), "attributes", columns, self.attribute_sizes
+            )
 
     def attribute(self, name: str) -> Tensor:
         """One attribute per image (N,), e.g. 'Smiling' (CelebA) or 'hair_color' (Cartoon Set)."""
@@ -43,7 +58,7 @@ def _read_image(path: Path, size: int, crop: float) -> Tensor:
         with Image.open(path) as opened:
             image = opened.convert("RGBA")
     except (UnidentifiedImageError, OSError) as error:
-        raise ValueError(
+        raise DamagedDataError(
             f"{path} is not a readable image ({error}); copy the file again"
         ) from error
     image = Image.alpha_composite(Image.new("RGBA", image.size, "white"), image).convert("RGB")
@@ -64,17 +79,29 @@ CELEBA_SPLITS = {"train": 0, "valid": 1, "test": 2}  # codes of list_eval_partit
 CELEBA_CROP = 148 / 178  # the usual centred 148 x 148 crop of the aligned 178 x 218 faces
 
 
-def _celeba_damaged(path: Path, line: int, expected: str, got: str) -> ValueError:
-    return ValueError(
+def _celeba_damaged(path: Path, line: int, expected: str, got: str) -> DamagedDataError:
+    return DamagedDataError(
         f"{path}, line {line}: expected {expected}, got {got!r}; the file is damaged: copy "
-        f"{path.name} again from the CelebA release"
+        f"{path.name} again from the CelebA release (or point {DATA_ENV} at the right data root)"
     )
+
+
+def _text_lines(path: Path, what: str) -> list[str]:
+    """The lines of a text file; a file that is not text (a binary or garbled copy) raises
+    DamagedDataError naming it."""
+    try:
+        return path.read_text().splitlines()
+    except UnicodeDecodeError as error:
+        raise DamagedDataError(
+            f"{path} is not a text file ({error}); the file is damaged: copy {path.name} again "
+            f"from {what}"
+        ) from error
 
 
 def _read_celeba_attributes(path: Path) -> tuple[list[str], tuple[str, ...], Tensor]:
     """list_attr_celeba.txt: the image count, the attribute names, then one line per image
     'NNNNNN.jpg' and one -1 or 1 per attribute. Returns (file names, names, (N, A) 0/1)."""
-    lines = path.read_text().splitlines()
+    lines = _text_lines(path, "the CelebA release")
     if len(lines) < 2 or not lines[0].strip().isdigit():
         got = lines[0] if lines else ""
         raise _celeba_damaged(path, 1, "the number of images", got)
@@ -93,6 +120,21 @@ def _read_celeba_attributes(path: Path) -> tuple[list[str], tuple[str, ...], Ten
     if len(files) != int(lines[0]):
         raise _celeba_damaged(path, 1, f"{len(files)} (the image lines that follow)", lines[0])
     return files, names, torch.tensor(rows, dtype=torch.long).view(len(files), len(names))
+
+
+def _read_celeba_partition(path: Path) -> dict[str, str]:
+    """list_eval_partition.txt: one line 'NNNNNN.jpg 0' per image, 0 train, 1 valid, 2 test.
+    Returns {file name: code}."""
+    partition = {}
+    codes = [str(code) for code in CELEBA_SPLITS.values()]
+    for number, line in enumerate(_text_lines(path, "the CelebA release"), start=1):
+        words = line.split()
+        if not words:
+            continue
+        if len(words) != 2 or words[1] not in codes:
+            raise _celeba_damaged(path, number, f"a file name and one of {codes}", line)
+        partition[words[0]] = words[1]
+    return partition
 
 
 def load_celeba(
@@ -127,10 +169,10 @@ def load_celeba(
     keep = torch.ones(len(files), dtype=torch.bool)
     if split != "all":
         partition_path = folder / "list_eval_partition.txt"
-        partition = dict(line.split() for line in partition_path.read_text().splitlines() if line)
+        partition = _read_celeba_partition(partition_path)
         missing = [f for f in files if f not in partition]
         if missing:
-            raise ValueError(
+            raise DamagedDataError(
                 f"{partition_path} has no split for {len(missing)} images, e.g. {missing[0]}; "
                 "copy list_eval_partition.txt again from the CelebA release"
             )
@@ -157,22 +199,27 @@ def _read_cartoon_attributes(path: Path) -> tuple[tuple[str, ...], list[int], tu
     import csv  # only this loader reads csv files
 
     names, values, sizes = [], [], []
-    with path.open(newline="") as file:
-        for number, row in enumerate(csv.reader(file, skipinitialspace=True), start=1):
-            if not row:
-                continue
-            try:
-                name, value, size = row[0], int(row[1]), int(row[2])
-                if len(row) != 3 or not 0 <= value < size:
-                    raise ValueError
-            except (ValueError, IndexError):
-                raise ValueError(
-                    f"{path}, line {number}: expected '\"attribute\", variant, variants' with "
-                    f"0 <= variant < variants, got {', '.join(row)!r}; copy the file again"
-                ) from None
-            names.append(name)
-            values.append(value)
-            sizes.append(size)
+    lines = _text_lines(path, "the Cartoon Set archive")
+    for number, row in enumerate(csv.reader(lines, skipinitialspace=True), start=1):
+        if not row:
+            continue
+        try:
+            name, value, size = row[0], int(row[1]), int(row[2])
+            if len(row) != 3 or not 0 <= value < size:
+                raise ValueError
+        except (ValueError, IndexError):
+            raise DamagedDataError(
+                f"{path}, line {number}: expected '\"attribute\", variant, variants' with "
+                f"0 <= variant < variants, got {', '.join(row)!r}; copy the file again"
+            ) from None
+        names.append(name)
+        values.append(value)
+        sizes.append(size)
+    if not names:
+        raise DamagedDataError(
+            f"{path} lists no attributes (expected lines '\"attribute\", variant, variants'); "
+            "the file is empty or damaged: copy the file again"
+        )
     return tuple(names), values, tuple(sizes)
 
 

@@ -5,6 +5,8 @@ layout (load_images).
 
 from __future__ import annotations
 
+import gzip
+import zlib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import NamedTuple
@@ -12,14 +14,17 @@ from typing import NamedTuple
 import torch
 from torch import Tensor
 
-from vaebook.checks import check_images
-from vaebook.data.root import RAW_FILES, MissingDataError, _missing_message, data_root
+from vaebook.checks import check_image_data, check_labels
+from vaebook.data.root import RAW_FILES, MissingDataError, _damaged, _missing_message, data_root
 
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
 
 
 def as_float_images(x: Tensor) -> Tensor:
-    """uint8 images 0..255 -> float in [0, 1]; float images pass through unchanged."""
+    """uint8 images 0..255 -> float in [0, 1]; float images pass through unchanged.
+
+    Used per batch, so it checks nothing: uint8 images holding only 0 and 1 would become
+    near-blank (0 and 1/255). ImageData and FAVAEData refuse those once, at construction."""
     return x.float().div_(255) if x.dtype == torch.uint8 else x
 
 
@@ -28,7 +33,10 @@ class ImageData:
     """Images (N, C, H, W) and optional labels (N,) long, on one device.
 
     Images are float in [0, 1], or uint8 in 0..255 (a quarter of the memory, for the large
-    colour sets): ``batch`` always returns float in [0, 1]. Every tensor field holds one row per
+    colour sets): ``batch`` always returns float in [0, 1]. Construction checks the data once
+    (``vaebook.checks.check_image_data`` and ``check_labels``), with errors that name the fix:
+    (N, H, W) or channels-last images, uint8 images holding only 0 and 1 (use ``x.float()``),
+    floats outside [0, 1], float, negative or (N, 1) labels. Every tensor field holds one row per
     example, so a subclass that adds per-example fields (see SpritesData) keeps them through
     ``to``, ``select`` and ``subset``.
 
@@ -42,15 +50,9 @@ class ImageData:
     binarize: bool = False
 
     def __post_init__(self):
-        # uint8 pixels are in range by their type: check the shape on one converted image
-        uint8 = self.images.dtype == torch.uint8
-        checked = as_float_images(self.images[:1]) if uint8 else self.images
-        check_images(checked, tuple(self.images.shape[1:]), name="images")
-        if self.labels is not None and self.labels.shape != (len(self.images),):
-            raise ValueError(
-                f"labels must have shape ({len(self.images)},) to match the images, "
-                f"got {tuple(self.labels.shape)}"
-            )
+        check_image_data(self.images, "images")  # layout, dtype and range: one pass
+        if self.labels is not None:
+            check_labels(self.labels, len(self.images), "labels")
         for name, values in self._per_example().items():
             if len(values) != len(self.images):
                 raise ValueError(
@@ -117,10 +119,7 @@ class PairSampler:
                 "pairs need labels: same-label partners are drawn from them; "
                 "build the data with labels, e.g. ImageData(images, labels)"
             )
-        if labels.dim() != 1 or labels.dtype != torch.long or (labels < 0).any():
-            raise ValueError(
-                f"labels must be (N,) long >= 0, got {labels.dtype} {tuple(labels.shape)}"
-            )
+        check_labels(labels, len(labels) if isinstance(labels, Tensor) and labels.dim() else 1)
         counts = torch.bincount(labels)
         single = ((counts == 1).nonzero().flatten()).tolist()
         if single:
@@ -170,6 +169,11 @@ class PairedData:
     data: ImageData
 
     def __post_init__(self):
+        if not isinstance(self.data, ImageData):
+            raise TypeError(
+                f"PairedData takes an ImageData, got {type(self.data).__name__}; wrap the "
+                "tensors: PairedData(ImageData(images, labels))"
+            )
         self.sampler = PairSampler(self.data.labels)
 
     def __len__(self) -> int:
@@ -193,6 +197,59 @@ class PairedData:
         return PairBatch(*x.chunk(3), self.data.labels[index])
 
 
+# IDX headers: a magic number (0x08 = unsigned bytes, then the number of dimensions), the sizes
+IDX_MAGIC = {"images": 0x00000803, "labels": 0x00000801}
+MNIST_SIDE = 28
+MNIST_CLASSES = 10
+
+
+def _idx_file(folder: Path, name: str) -> Path | None:
+    """The IDX file ``name`` in folder, unpacked or else gzipped; None if neither is there."""
+    for path in (folder / name, folder / f"{name}.gz"):
+        if path.exists():
+            return path
+    return None
+
+
+def _read_idx(path: Path, kind: str, fix: str) -> Tensor:
+    """An MNIST-style IDX file of unsigned bytes (unpacked or .gz) -> uint8 tensor of its shape:
+    images (N, 28, 28) or labels (N,). A damaged file raises DamagedDataError naming it."""
+    try:
+        raw = gzip.decompress(path.read_bytes()) if path.suffix == ".gz" else path.read_bytes()
+    except (OSError, EOFError, zlib.error) as error:  # gzip.BadGzipFile is an OSError
+        raise _damaged(path, f"it cannot be read ({error})", fix) from error
+    dims = 3 if kind == "images" else 1
+    header = 4 * (dims + 1)
+    magic = int.from_bytes(raw[:4], "big")
+    if len(raw) < header:
+        raise _damaged(
+            path, f"it holds {len(raw)} bytes, less than an IDX header of {kind} ({header})", fix
+        )
+    if magic != IDX_MAGIC[kind]:
+        gzipped = " (gzip data: name the file .gz)" if raw[:2] == b"\x1f\x8b" else ""
+        raise _damaged(
+            path,
+            f"an IDX file of {kind} starts with the magic number {IDX_MAGIC[kind]:#010x}, got "
+            f"{magic:#010x}{gzipped}",
+            fix,
+        )
+    shape = [int.from_bytes(raw[4 * (i + 1) : 4 * (i + 2)], "big") for i in range(dims)]
+    expected = header + int(torch.Size(shape).numel())
+    if len(raw) != expected:
+        problem = "truncated" if len(raw) < expected else "too long"
+        raise _damaged(
+            path,
+            f"{problem}: its header announces {kind} of shape {tuple(shape)}, {expected} bytes, "
+            f"but it holds {len(raw)} bytes",
+            fix,
+        )
+    if kind == "images" and shape[1:] != [MNIST_SIDE, MNIST_SIDE]:
+        raise _damaged(
+            path, f"it holds {shape[1]}x{shape[2]} images, expected {MNIST_SIDE}x{MNIST_SIDE}", fix
+        )
+    return torch.frombuffer(bytearray(raw), dtype=torch.uint8, offset=header).view(shape)
+
+
 def load_images(
     name: str,
     split: str = "train",
@@ -203,12 +260,11 @@ def load_images(
 ) -> ImageData:
     """MNIST or Fashion-MNIST as tensors: images (N, 1, 28, 28) in [0, 1], labels (N,).
 
-    name: 'mnist' or 'fashion-mnist'; split: 'train' (60,000) or 'test' (10,000).
+    name: 'mnist' or 'fashion-mnist'; split: 'train' (60,000) or 'test' (10,000). Reads the IDX
+    files of torchvision's layout (unpacked or .gz); torchvision downloads missing ones.
     Raises MissingDataError naming the folder layout and the fix when the files are absent
-    and cannot be downloaded.
+    and cannot be downloaded, DamagedDataError naming the file when one is damaged.
     """
-    import torchvision  # imported here: importing it is slow and most of the package needs none
-
     if name not in TORCHVISION_DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {sorted(TORCHVISION_DATASETS)}")
     if split not in ("train", "test"):
@@ -216,15 +272,36 @@ def load_images(
     root = Path(root) if root is not None else data_root()
     folder_name = TORCHVISION_DATASETS[name]
     folder = root / folder_name / "raw"
-    on_disk = all((folder / f).exists() for f in RAW_FILES)
-    if not on_disk and not download:
-        raise MissingDataError(_missing_message(name, folder.parent, root))
-    dataset_class = getattr(torchvision.datasets, folder_name)
-    try:
-        # torchvision unpacks .gz files it finds and downloads only what is missing
-        dataset = dataset_class(root=str(root), train=split == "train", download=not on_disk)
-    except (RuntimeError, OSError) as error:
-        raise MissingDataError(_missing_message(name, folder.parent, root)) from error
-    images = dataset.data.unsqueeze(1).to(device=device, dtype=torch.float32) / 255.0
-    labels = dataset.targets.to(device=device, dtype=torch.long)
-    return ImageData(images, labels, binarize=binarize)
+    if not all(_idx_file(folder, f) for f in RAW_FILES):
+        if not download:
+            raise MissingDataError(_missing_message(name, folder.parent, root))
+        import torchvision  # imported here: importing it is slow and only downloads need it
+
+        try:
+            # torchvision downloads and unpacks only what is missing, then reads its split
+            getattr(torchvision.datasets, folder_name)(root=str(root), download=True)
+        except Exception as error:
+            if not all(_idx_file(folder, f) for f in RAW_FILES):
+                raise MissingDataError(_missing_message(name, folder.parent, root)) from error
+            # the files are there but torchvision could not read one: the reader names it
+    prefix = "train" if split == "train" else "t10k"
+    fix = (
+        f"delete the file and call load_images({name!r}, download=True) to fetch it again, "
+        "or copy it again from the data set's home page"
+    )
+    images_path = _idx_file(folder, f"{prefix}-images-idx3-ubyte")
+    labels_path = _idx_file(folder, f"{prefix}-labels-idx1-ubyte")
+    images = _read_idx(images_path, "images", fix)
+    labels = _read_idx(labels_path, "labels", fix)
+    if len(labels) != len(images):
+        raise _damaged(
+            labels_path,
+            f"it holds {len(labels)} labels for the {len(images)} images of {images_path.name}",
+            fix,
+        )
+    if len(labels) and int(labels.max()) >= MNIST_CLASSES:
+        raise _damaged(
+            labels_path, f"labels must lie in 0..{MNIST_CLASSES - 1}, got {int(labels.max())}", fix
+        )
+    images = images.unsqueeze(1).to(device=device, dtype=torch.float32) / 255.0
+    return ImageData(images, labels.to(device=device, dtype=torch.long), binarize=binarize)

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from vaebook import fa
-from vaebook.checks import check_images
+from vaebook.checks import check_image_data
 from vaebook.data.images import as_float_images
 
 
@@ -29,13 +29,20 @@ class FAVAEData:
     side_views: dict[str, fa.View] = field(default_factory=dict)
 
     def __post_init__(self):
-        if not self.images:
-            raise ValueError("give at least one image view: images={'name': (N, C, H, W)}")
-        rows = {name: len(x) for name, x in self.images.items()}
+        if not isinstance(self.images, dict) or not self.images:
+            raise ValueError(
+                "give the images as a dict of at least one image view: "
+                "images={'image': x (N, C, H, W)}"
+            )
+        if not isinstance(self.side_views, dict):
+            raise ValueError(
+                "give the side views as a dict name -> vaebook.fa view, e.g. "
+                "side_views={'label': fa.Categorical(labels)}"
+            )
         for name, x in self.images.items():
-            # uint8 pixels are in range by their type: check the shape on one converted image
-            checked = as_float_images(x[:1]) if x.dtype == torch.uint8 else x
-            check_images(checked, tuple(x.shape[1:]), name=f"images[{name!r}]")
+            # layout, dtype and range, one pass: uint8 0/1 images are refused (x.float())
+            check_image_data(x, f"images[{name!r}]")
+        rows = {name: len(x) for name, x in self.images.items()}
         for name, view in self.side_views.items():
             if not isinstance(view, fa.View):
                 raise ValueError(

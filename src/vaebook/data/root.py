@@ -1,6 +1,7 @@
-"""The data root: where every data set lives (``$VAEBOOK_DATA``), and the error, with its
-message, for a data set that is not there. The message names torchvision's MNIST layout by
-default, so the names of its files (RAW_FILES) live here too.
+"""The data root: where every data set lives (``$VAEBOOK_DATA``), and the errors, with their
+messages, for a data set that is not there (MissingDataError) and for a file that is there but
+damaged (DamagedDataError). The message names torchvision's MNIST layout by default, so the
+names of its files (RAW_FILES) live here too.
 """
 
 from __future__ import annotations
@@ -28,6 +29,21 @@ def data_root() -> Path:
 
 class MissingDataError(FileNotFoundError):
     """A data set is neither on disk nor downloadable; the message says where to put it."""
+
+
+class DamagedDataError(ValueError):
+    """A data file is on disk but cannot be used (truncated, wrong format, missing keys, too
+    few examples); the message names the file, what is wrong and how to get it again."""
+
+
+def _damaged(path: Path, problem: str, fix: str) -> DamagedDataError:
+    """The error for a damaged file: which file, what is wrong with it, how to replace it; a
+    wrong data root is the other common cause, so the message names it too."""
+    return DamagedDataError(
+        f"{path} is damaged or incomplete: {problem}.\n"
+        f"Fix: {fix}; or, if this is not the file you meant, point {DATA_ENV} (or root=) at "
+        "the data root that holds the right one."
+    )
 
 
 def _missing_message(

@@ -4,18 +4,31 @@ image (SpritesData, load_sprites).
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import Tensor
 
+from vaebook.checks import check_label_matrix, check_labels
 from vaebook.data.images import ImageData
-from vaebook.data.root import MissingDataError, _missing_message, data_root
+from vaebook.data.root import MissingDataError, _damaged, _missing_message, data_root
 
 SPRITES_ACTIONS = ("walk", "spellcard", "slash")
 SPRITES_TEST_CHARACTERS = 296  # the last 296 of the 1,296 characters: no identity in both splits
+SPRITES_KEYS = ("frames", "attributes", "attribute_names", "directions")
+SPRITES_SOURCE = (
+    "the scripts of Li & Mandt, 'Disentangled Sequential Autoencoder' (ICML 2018), one npz per "
+    "action with the keys frames (1296, 3, 8, 64, 64, 3) uint8, attributes, attribute_names and "
+    "directions"
+)
+# what a zip archive that numpy cannot read raises: not a zip, truncated, bad CRC or deflate data,
+# or no npz at all (numpy then refuses to unpickle it: ValueError)
+_UNREADABLE = (zipfile.BadZipFile, zlib.error, EOFError, OSError, ValueError)
 
 
 @dataclass
@@ -37,6 +50,16 @@ class SpritesData(ImageData):
     character: Tensor | None = None
     attribute_names: tuple[str, ...] = ()
     direction_names: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        super().__post_init__()  # images, labels, one row per image in every field
+        n = len(self.images)
+        for name in ("action", "direction", "frame", "character"):
+            if getattr(self, name) is not None:
+                check_labels(getattr(self, name), n, name)
+        if self.attributes is not None:
+            columns = len(self.attribute_names) or None
+            check_label_matrix(self.attributes, n, "attributes", columns)
 
     def factor(self, name: str) -> Tensor:
         """One factor per image (N,): 'character', 'action', 'direction', 'frame' or an
@@ -61,7 +84,9 @@ def load_sprites(
     3 actions x 3 directions x 8 frames, ordered character, action, direction, frame.
 
     Returns SpritesData with images (N, 3, 64, 64) uint8 (floats in [0, 1] per batch) labelled
-    by character. Raises MissingDataError naming the files and the fix when they are absent.
+    by character. Raises MissingDataError naming the files and the fix when they are absent,
+    DamagedDataError naming the file when one cannot be read, lacks a key, has arrays of the
+    wrong shape or too few characters for the split (more than SPRITES_TEST_CHARACTERS).
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
@@ -69,23 +94,28 @@ def load_sprites(
     folder = root / "sprites"
     files = tuple(f"sprites_{action}.npz" for action in SPRITES_ACTIONS)
     if not all((folder / f).exists() for f in files):
-        source = (
-            "or generate the files with the scripts of Li & Mandt, 'Disentangled Sequential "
-            "Autoencoder' (ICML 2018), one npz per action with the keys frames (1296, 3, 8, 64, "
-            "64, 3) uint8, attributes, attribute_names and directions"
-        )
+        source = f"or generate the files with {SPRITES_SOURCE}"
         raise MissingDataError(_missing_message("sprites", folder, root, files, source))
-    frames, attributes = [], None
-    for name in files:
-        with np.load(folder / name) as archive:
-            n = len(archive["attributes"])
-            characters = slice(0, n - SPRITES_TEST_CHARACTERS)
-            if split == "test":
-                characters = slice(n - SPRITES_TEST_CHARACTERS, n)
-            frames.append(torch.from_numpy(archive["frames"][characters]))
-            attributes = torch.from_numpy(archive["attributes"][characters].astype(np.int64))
-            attribute_names = tuple(str(a) for a in archive["attribute_names"])
-            direction_names = tuple(str(d) for d in archive["directions"])
+    archives = [_read_sprites_archive(folder / name, split) for name in files]
+    first_archive = archives[0]
+    for name, archive in zip(files[1:], archives[1:], strict=True):
+        mismatch = ""
+        if archive.characters != first_archive.characters:
+            mismatch = (
+                f"it holds {archive.characters} characters, {files[0]} holds "
+                f"{first_archive.characters}; the three files must hold the same characters"
+            )
+        elif archive.frames.shape[1:] != first_archive.frames.shape[1:]:
+            mismatch = (
+                f"its frames per character are {tuple(archive.frames.shape[1:])}, those of "
+                f"{files[0]} {tuple(first_archive.frames.shape[1:])}"
+            )
+        if mismatch:
+            raise _damaged(folder / name, mismatch, f"generate or copy {name} again")
+    frames = [archive.frames for archive in archives]
+    n = first_archive.characters
+    attributes = archives[-1].attributes
+    attribute_names, direction_names = archives[-1].attribute_names, archives[-1].direction_names
     # (characters, actions, directions, frames, H, W, RGB) -> (N, RGB, H, W)
     stacked = torch.stack(frames, dim=1)
     factor_shape = stacked.shape[:4]
@@ -104,3 +134,83 @@ def load_sprites(
         attribute_names=attribute_names,
         direction_names=direction_names,
     )
+
+
+class _SpritesArchive(NamedTuple):
+    frames: Tensor  # the split's characters: (characters, directions, frames, H, W, RGB) uint8
+    attributes: Tensor  # (characters, A) long
+    attribute_names: tuple[str, ...]
+    direction_names: tuple[str, ...]
+    characters: int  # in the whole file, both splits
+
+
+def _read_sprites_archive(path: Path, split: str) -> _SpritesArchive:
+    """One action's npz, the split's part of it; DamagedDataError names the file and what is
+    wrong with it."""
+    fix = (
+        f"generate or copy {path.name} again ({SPRITES_SOURCE}); if it was copied, delete it "
+        "and copy it again"
+    )
+    try:
+        archive = np.load(path)
+    except _UNREADABLE as error:
+        raise _damaged(path, f"it is not a readable npz archive ({error})", fix) from error
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        raise _damaged(path, f"it holds one array, not an npz archive of {SPRITES_KEYS}", fix)
+    with archive:
+        missing = [key for key in SPRITES_KEYS if key not in archive.files]
+        if missing:
+            raise _damaged(path, f"it lacks the key(s) {missing} (it has {archive.files})", fix)
+        try:
+            attributes = archive["attributes"]
+            names = archive["attribute_names"]
+            directions = archive["directions"]
+        except _UNREADABLE as error:
+            raise _damaged(path, f"an array cannot be read ({error})", fix) from error
+        if (
+            attributes.ndim != 2
+            or attributes.dtype.kind not in "ui"
+            or names.shape != (attributes.shape[1],)
+        ):
+            raise _damaged(
+                path,
+                f"attributes must be (characters, A) integers with A attribute_names, got "
+                f"{attributes.shape} {attributes.dtype} and {names.shape} names",
+                fix,
+            )
+        n = len(attributes)
+        if n <= SPRITES_TEST_CHARACTERS:
+            raise _damaged(
+                path,
+                f"it holds {n} characters, and the split by character needs more than "
+                f"{SPRITES_TEST_CHARACTERS} (the last {SPRITES_TEST_CHARACTERS} are the test "
+                "split, the others the training split; the published files hold 1,296)",
+                fix,
+            )
+        first = n - SPRITES_TEST_CHARACTERS if split == "test" else 0
+        characters = slice(first, n if split == "test" else n - SPRITES_TEST_CHARACTERS)
+        try:
+            frames = archive["frames"]
+        except _UNREADABLE as error:
+            raise _damaged(path, f"its frames cannot be read ({error})", fix) from error
+        if (
+            frames.ndim != 6
+            or directions.ndim != 1
+            or frames.shape[0] != n
+            or frames.shape[1] != len(directions)
+            or frames.shape[-1] != 3
+            or frames.dtype != np.uint8
+        ):
+            raise _damaged(
+                path,
+                f"frames must be ({n} characters, {len(directions)} directions, frames, H, W, "
+                f"3) uint8, got {frames.shape} {frames.dtype}",
+                fix,
+            )
+        return _SpritesArchive(
+            torch.from_numpy(frames[characters]),
+            torch.from_numpy(attributes[characters].astype(np.int64)),
+            tuple(str(a) for a in names),
+            tuple(str(d) for d in directions),
+            n,
+        )

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -41,6 +40,7 @@ class BetaVAEExperiment(RunSettings):
     test_size: int | None = None
 
     def __post_init__(self):
+        super().__post_init__()
         self.betas = tuple(float(b) for b in self.betas)
         self.hidden = tuple(self.hidden)
         if not self.betas or min(self.betas) <= 0:
@@ -95,7 +95,7 @@ def run(config: BetaVAEExperiment) -> dict:
     for beta in config.betas:
         seed_everything(config.seed)  # every beta starts from the same weights
         model = VAE(config.model_config(beta))
-        run_checkpoint = Path(config.checkpoint_dir) / "runs" / f"{config.name}-beta{beta}.pt"
+        run_checkpoint = config.run_checkpoint(f"beta{beta}-seed{config.seed}")
         trainer = fit_resumable(
             model,
             train,
@@ -115,9 +115,7 @@ def run(config: BetaVAEExperiment) -> dict:
             }
         )
         if beta == config.checkpoint_beta:
-            path = Path(config.checkpoint_dir) / f"{config.name}.pt"
-            save_model(path, model, history, trainer.epoch)
+            save_model(config.checkpoint_path, model, history, trainer.epoch)
     metrics = {"betas": per_beta, "test_images": len(test)}
     extra = {"seconds": time.perf_counter() - start, **environment(device)}
-    path = Path(config.results_dir) / f"{config.name}.json"
-    return write_results(path, "beta-vae", config, metrics, extra)
+    return write_results(config.results_path, "beta-vae", config, metrics, extra)

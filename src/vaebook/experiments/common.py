@@ -4,7 +4,9 @@ model-only checkpoint that the book loads."""
 from __future__ import annotations
 
 import json
+import math
 import platform
+import re
 import statistics
 import subprocess
 from collections.abc import Callable
@@ -15,12 +17,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vaebook.checkpoints import write_atomic
 from vaebook.train import (
     CheckpointMismatchError,
+    NonFiniteLossError,
     TrainConfig,
     Trainer,
-    UnsafeCheckpointError,
     load_checkpoint,
+    load_state,
     model_config,
     save_atomic,
 )
@@ -70,15 +74,73 @@ class RunSettings:
     """The settings every experiment shares: how its models train and where the run writes.
     An experiment's config extends it (changing defaults where the paper's differ) and adds its
     own fields: its seeds (one ``seed`` or several ``seeds``) and its length (``epochs``, or
-    FA-VAE's rounds), which differ in kind between experiments."""
+    FA-VAE's rounds), which differ in kind between experiments. Subclasses define ``name``.
+
+    A run writes into its own folder, runs/<name>/, unless told where; ``publish`` writes into
+    the book's results/ and checkpoints/ (the folders the chapters read)."""
 
     batch_size: int = 128
     lr: float = 1e-3
     device: str = "auto"  # 'auto' (cuda, then mps, then cpu) or a torch device string
-    results_dir: str = "results"
-    checkpoint_dir: str = "checkpoints"
+    results_dir: str | None = None  # None: runs/<name>/, or results/ with publish
+    checkpoint_dir: str | None = None  # None: runs/<name>/, or checkpoints/ with publish
+    publish: bool = False  # write the results and checkpoint that the book quotes
+    force: bool = False  # with publish: replace a published run that trained more
     resume: bool = False  # continue from the run checkpoints under <checkpoint_dir>/runs/
     progress: bool = True
+
+    def __post_init__(self):
+        if self.batch_size < 1 or not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(
+                f"need batch_size >= 1 and a finite lr > 0, got {self.batch_size} and {self.lr}"
+            )
+        for field in ("epochs", "train_size", "test_size"):
+            value = getattr(self, field, None)
+            if value is not None and value < 1:
+                raise ValueError(
+                    f"{field} must be >= 1 (train_size, test_size: None for all), got {value}"
+                )
+        tag = getattr(self, "tag", "")
+        if tag and not PLAIN_NAME.fullmatch(tag):
+            raise ValueError(
+                f"tag must be a plain name (letters, digits, '.', '_', '-'; no '/' or '..'), "
+                f"got {tag!r}"
+            )
+
+    @property
+    def name(self) -> str:
+        raise NotImplementedError("an experiment's config names its files")
+
+    @property
+    def results_folder(self) -> Path:
+        if self.results_dir is not None:
+            return Path(self.results_dir)
+        return Path("results") if self.publish else RUNS / self.name
+
+    @property
+    def checkpoint_folder(self) -> Path:
+        if self.checkpoint_dir is not None:
+            return Path(self.checkpoint_dir)
+        return Path("checkpoints") if self.publish else RUNS / self.name
+
+    @property
+    def results_path(self) -> Path:
+        return self.results_folder / f"{self.name}.json"
+
+    @property
+    def checkpoint_path(self) -> Path:
+        """The small model-only checkpoint that the chapter loads."""
+        return self.checkpoint_folder / f"{self.name}.pt"
+
+    def shared_checkpoint(self, filename: str) -> Path:
+        """A cached helper model (e.g. an independent classifier): the book's copy in
+        checkpoints/ when there is one (only read), else this run's checkpoint folder."""
+        published = Path("checkpoints") / filename
+        return published if published.exists() else self.checkpoint_folder / filename
+
+    def run_checkpoint(self, part: str) -> Path:
+        """The full checkpoint of one model of the run, e.g. part 'seed0' or 'beta4.0-seed0'."""
+        return self.checkpoint_folder / "runs" / f"{self.name}-{part}.pt"
 
     def train_config(self, seed: int, epochs: int, **changes) -> TrainConfig:
         """The trainer's settings for one model of this run."""
@@ -93,6 +155,33 @@ class RunSettings:
         )
 
 
+RUNS = Path("runs")  # where a run writes unless published or told otherwise
+PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+def check_publish(config: RunSettings) -> None:
+    """Refuse to publish a run that trains less than the published one it would replace (fewer
+    epochs or a smaller training subset), unless ``config.force``."""
+    if not config.publish or config.force or not config.results_path.exists():
+        return
+    published = json.loads(config.results_path.read_text())["config"]
+
+    def size(settings: dict) -> tuple[float, float]:
+        epochs = settings.get("epochs")
+        if epochs is None:  # FA-VAE counts rounds
+            epochs = settings["warmup_epochs"] + settings["rounds"] * settings["epochs_per_round"]
+        data = settings.get("train_size", settings.get("train_characters"))
+        return epochs, math.inf if data is None else data
+
+    new, old = size(asdict(config)), size(published)
+    if new[0] < old[0] or new[1] < old[1]:
+        raise ValueError(
+            f"{config.results_path} was made by a longer run (epochs, training data: {old}) than "
+            f"this one ({new}); publishing would replace it. Run without --publish (the results go "
+            f"to {RUNS / config.name}/), or add --force to replace it"
+        )
+
+
 # the command-line flags of `python -m vaebook reproduce`, each a config field: the CLI builds its
 # parser from this table and `reproduce_command` writes results' commands with it
 FLAGS: dict[str, dict] = {
@@ -104,13 +193,18 @@ FLAGS: dict[str, dict] = {
     "iwae_k": {"type": int},
     "train_size": {"type": int},
     "test_size": {"type": int},
-    "results_dir": {},
-    "checkpoint_dir": {},
+    "results_dir": {"help": "where the results file goes (default runs/<name>/)"},
+    "checkpoint_dir": {"help": "where checkpoints go (default runs/<name>/)"},
+    "publish": {
+        "action": "store_true",
+        "help": "write into the book's results/ and checkpoints/ (run from the repository root)",
+    },
+    "force": {"action": "store_true", "help": "with --publish: replace a longer published run"},
     "resume": {"action": "store_true", "help": "continue a killed run from its last checkpoint"},
     "progress": {"action": "store_false", "flag": "--no-progress"},
 }
 # fields no command spells: the experiment's name fixes the first two, the rest change no number
-UNRECORDED = ("model", "experiment", "progress", "results_dir", "checkpoint_dir")
+UNRECORDED = ("model", "experiment", "progress", "results_dir", "checkpoint_dir", "force")
 
 
 def reproduce_command(experiment: str, config) -> str:
@@ -141,18 +235,36 @@ def seed_summary(values: list[float]) -> dict:
 
 
 def write_results(path: str | Path, experiment: str, config, metrics: dict, extra: dict) -> dict:
-    """Write {command, experiment config, metrics, environment, ...} as JSON and return it."""
+    """Write {command, experiment config, metrics, environment, ...} as JSON, atomically, and
+    return it. Raises NonFiniteLossError, writing nothing, if any metric is NaN or infinite."""
+    path = Path(path)
+    bad = non_finite(metrics)
+    if bad:
+        raise NonFiniteLossError(
+            f"metrics {bad[:5]} are not finite, so {path} was not written; the training "
+            "diverged or an evaluation failed: lower the learning rate or set grad_clip"
+        )
     results = {
-        "experiment": path.stem if isinstance(path, Path) else Path(path).stem,
+        "experiment": path.stem,
         "command": reproduce_command(experiment, config),
         "config": asdict(config),
         "metrics": metrics,
         **extra,
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
+    text = json.dumps(results, indent=2) + "\n"
+    write_atomic(path, lambda tmp: tmp.write_text(text))
     return results
+
+
+def non_finite(value, where: str = "") -> list[str]:
+    """The places (e.g. 'betas[2].rate') of NaN or infinite numbers inside nested dicts/lists."""
+    if isinstance(value, dict):
+        return [p for k, v in value.items() for p in non_finite(v, f"{where}.{k}".lstrip("."))]
+    if isinstance(value, list | tuple):
+        return [p for i, v in enumerate(value) for p in non_finite(v, f"{where}[{i}]")]
+    if isinstance(value, float) and not math.isfinite(value):
+        return [where]
+    return []
 
 
 def save_model(path: str | Path, model: nn.Module, history: dict, epoch: int) -> None:
@@ -184,12 +296,18 @@ def fit_resumable(
 ) -> Trainer:
     """Train with a full checkpoint (optimiser and RNG included) written to ``run_checkpoint``
     every epoch; with ``resume`` and a checkpoint there, continue from its last epoch (a
-    finished run trains no further). Returns the trainer after ``fit()``."""
+    finished run trains no further). A resumed run keeps the checkpoint's seed, learning rate,
+    batch size and data (`Trainer.resume` refuses a change) and may only train longer; the
+    device may change. Returns the trainer after ``fit()``."""
     config.checkpoint_path = str(run_checkpoint)
     if resume and Path(run_checkpoint).exists():
-        trainer = Trainer.resume(
-            run_checkpoint, model, data, eval_data, epochs=config.epochs, progress=config.progress
-        )
+        planned = load_state(run_checkpoint)["train_config"]["epochs"]
+        if config.epochs < planned:
+            raise CheckpointMismatchError(
+                f"cannot resume {run_checkpoint} with {config.epochs} epochs: it was started for "
+                f"{planned}; resume with --epochs {planned} or more, or start a new run"
+            )
+        trainer = Trainer.resume(run_checkpoint, model, data, eval_data, config=config)
     else:
         trainer = Trainer(model, data, config, eval_data)
     trainer.fit()
@@ -209,7 +327,7 @@ def load_or_train(
             state = load_checkpoint(checkpoint, model)
             print(f"loaded {Path(checkpoint).name}: {state['epoch']} epochs of the reproduce run")
             return model.cpu().eval(), state["history"]
-        except (FileNotFoundError, CheckpointMismatchError, UnsafeCheckpointError) as error:
+        except (FileNotFoundError, ValueError) as error:  # absent, another config, damaged
             reason = str(error)
     print(f"training here ({reason})")
     history = train(model)

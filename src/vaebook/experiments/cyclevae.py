@@ -71,6 +71,7 @@ class CycleVAEExperiment(RunSettings):
     tag: str = ""  # names a variant or a further seed: results/<model>-<dataset>-<dims>-<tag>.json
 
     def __post_init__(self):
+        super().__post_init__()
         self.seeds = tuple(self.seeds)
         self.lr_milestones = tuple(self.lr_milestones)
         self.norm_modes = tuple(self.norm_modes)
@@ -203,15 +204,14 @@ def run(config: CycleVAEExperiment) -> dict:
             train_config = config.train_config(
                 seed, config.epochs, lr_milestones=config.lr_milestones
             )
-            run_checkpoint = Path(config.checkpoint_dir) / "runs" / f"{config.name}-seed{seed}.pt"
+            run_checkpoint = config.run_checkpoint(f"seed{seed}")
             trainer = fit_resumable(
                 model, PairedData(train), train_config, run_checkpoint, config.resume
             )
             history = dict(trainer.history)
             encoder, epochs, variational = model.encoder, trainer.epoch, model.variational
             if seed == config.seeds[0]:
-                path = Path(config.checkpoint_dir) / f"{config.name}.pt"
-                save_model(path, model, history, epochs)
+                save_model(config.checkpoint_path, model, history, epochs)
         # summed over epochs, so that a resumed run counts the epochs of every session
         train_seconds = sum(history.get("seconds", []))
         probe_start, probes = time.perf_counter(), {}
@@ -247,6 +247,4 @@ def run(config: CycleVAEExperiment) -> dict:
         **environment(device),
     }
     experiment = "cyclevae-authors" if config.model == "authors" else config.model
-    return write_results(
-        Path(config.results_dir) / f"{config.name}.json", experiment, config, metrics, extra
-    )
+    return write_results(config.results_path, experiment, config, metrics, extra)

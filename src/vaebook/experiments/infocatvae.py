@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -79,6 +78,7 @@ class InfoCatExperiment(RunSettings):
     save_checkpoint: bool = True  # the first seed's model, for the book to load
 
     def __post_init__(self):
+        super().__post_init__()
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
         self.seeds = tuple(self.seeds)
@@ -164,7 +164,7 @@ def train_restart(
     model = config.build()
     train_config = config.train_config(run_seed, config.epochs)
     suffix = f"-restart{restart}" if restart else ""
-    run_checkpoint = Path(config.checkpoint_dir) / "runs" / f"{config.name}-seed{seed}{suffix}.pt"
+    run_checkpoint = config.run_checkpoint(f"seed{seed}{suffix}")
     trainer = fit_resumable(model, train, train_config, run_checkpoint, config.resume)
     return model.cpu().eval(), dict(trainer.history)
 
@@ -178,7 +178,9 @@ def run(config: InfoCatExperiment) -> dict:
         train = train.subset(config.train_size, torch.Generator().manual_seed(0))
     train = ImageData(train.images, train.labels)
     classifier, classifier_accuracy = trained_classifier(
-        config.dataset, checkpoint_dir=config.checkpoint_dir, device=config.device
+        config.dataset,
+        checkpoint_dir=config.shared_checkpoint(f"classifier-{config.dataset}.pt").parent,
+        device=config.device,
     )
     per_seed = []
     start = time.perf_counter()
@@ -211,9 +213,7 @@ def run(config: InfoCatExperiment) -> dict:
             }
         )
         if config.save_checkpoint and seed == config.seeds[0]:
-            save_model(
-                Path(config.checkpoint_dir) / f"{config.name}.pt", model, history, config.epochs
-            )
+            save_model(config.checkpoint_path, model, history, config.epochs)
 
     metrics = {
         key: seed_summary([r[key] for r in per_seed])
@@ -225,5 +225,4 @@ def run(config: InfoCatExperiment) -> dict:
         "runs": per_seed,
         **environment(pick_device(config.device)),
     }
-    path = Path(config.results_dir) / f"{config.name}.json"
-    return write_results(path, config.model, config, metrics, extra)
+    return write_results(config.results_path, config.model, config, metrics, extra)

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 
@@ -72,7 +71,7 @@ def run(config: VAEExperiment) -> dict:
     model = VAE(config.model_config())
     train_config = config.train_config(config.seed, config.epochs)
     start = time.perf_counter()
-    run_checkpoint = Path(config.checkpoint_dir) / "runs" / f"{config.name}.pt"
+    run_checkpoint = config.run_checkpoint(f"seed{config.seed}")
     trainer = fit_resumable(model, train, train_config, run_checkpoint, config.resume, test)
     history = dict(trainer.history)
     train_seconds = time.perf_counter() - start
@@ -90,13 +89,11 @@ def run(config: VAEExperiment) -> dict:
         "test_iwae_stderr": (log_px.std() / len(log_px) ** 0.5).item(),
         "test_images": len(log_px),
     }
-    save_model(Path(config.checkpoint_dir) / f"{config.name}.pt", model, history, trainer.epoch)
+    save_model(config.checkpoint_path, model, history, trainer.epoch)
     extra = {
         "history": history,
         "train_seconds": train_seconds,
         "iwae_seconds": iwae_seconds,
         **environment(trainer.device),
     }
-    return write_results(
-        Path(config.results_dir) / f"{config.name}.json", "vae", config, metrics, extra
-    )
+    return write_results(config.results_path, "vae", config, metrics, extra)

@@ -26,6 +26,7 @@ summed over the pair's two images; KL summed over z and the pair, divided by bat
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -51,14 +52,17 @@ class PairModelConfig:
     norm_mode: str = "per-image"  # what the InstanceNorm layers do in eval mode (see cyclevae_nets)
 
     def __post_init__(self):
+        # imported here: this module's imports belong to the networks' code
+        from vaebook.checks import require_choice, require_image_shape, require_int, require_real
+
         self.image_shape = tuple(self.image_shape)
-        if self.unspecified_dim < 1 or self.specified_dim < 1:
-            raise ValueError(
-                f"need unspecified_dim >= 1 and specified_dim >= 1, got "
-                f"{self.unspecified_dim}, {self.specified_dim}"
-            )
-        if self.norm_mode not in NORM_MODES:
-            raise ValueError(f"norm_mode must be one of {NORM_MODES}, got {self.norm_mode!r}")
+        # each message names the field and a valid value
+        require_image_shape(self.image_shape)
+        require_int("unspecified_dim", self.unspecified_dim, 1, example=16)
+        require_int("specified_dim", self.specified_dim, 1, example=16)
+        require_real("reconstruction_weight", self.reconstruction_weight, example=2.0)
+        require_real("kl_weight", self.kl_weight, example=3.0)
+        require_choice("norm_mode", self.norm_mode, NORM_MODES)
 
 
 @dataclass
@@ -71,13 +75,20 @@ class CycleVAEConfig(PairModelConfig):
     independence_on_features: bool = True
 
     def __post_init__(self):
+        from vaebook.checks import require_int, require_real
+
         super().__post_init__()
-        if min(self.reverse_cycle_weight, self.independence_weight, self.independence_start) < 0:
+        values = (self.reverse_cycle_weight, self.independence_weight, self.independence_start)
+        if any(isinstance(value, int | float) and value < 0 for value in values):
             raise ValueError(
                 f"need reverse_cycle_weight, independence_weight and independence_start >= 0, "
                 f"got {self.reverse_cycle_weight}, {self.independence_weight}, "
-                f"{self.independence_start}"
+                f"{self.independence_start}; e.g. reverse_cycle_weight=10.0, "
+                "independence_weight=0.0, independence_start=0"
             )
+        require_real("reverse_cycle_weight", self.reverse_cycle_weight, example=10.0)
+        require_real("independence_weight", self.independence_weight, example=0.0)
+        require_int("independence_start", self.independence_start, 0, example=0)
 
 
 @dataclass
@@ -86,9 +97,11 @@ class PairAdversarialConfig(PairModelConfig):
     adversarial_weight: float = 0.01  # ours: the papers' weights are for other losses and nets
 
     def __post_init__(self):
+        from vaebook.checks import require_choice, require_real
+
         super().__post_init__()
-        if self.method not in ADVERSARIAL_METHODS:
-            raise ValueError(f"method must be one of {ADVERSARIAL_METHODS}, got {self.method!r}")
+        require_choice("method", self.method, ADVERSARIAL_METHODS)
+        require_real("adversarial_weight", self.adversarial_weight, example=0.01)
 
 
 def _pair_batch(batch: PairBatch) -> PairBatch:
@@ -108,6 +121,7 @@ class PairModel(nn.Module):
     def __init__(self, config: PairModelConfig):
         super().__init__()
         self.config = config
+        self.kl_to_nats = math.prod(config.image_shape)  # the kl term is per pixel
         dims = (config.image_shape, config.unspecified_dim, config.specified_dim, config.norm_mode)
         self.encoder = CycleEncoder(*dims)
         self.decoder = CycleDecoder(*dims)

@@ -1,7 +1,8 @@
 """The Cycle-Consistent VAE's encoder and decoder (Jha et al. 2018, arXiv 1804.10469): the
-authors' architecture for 28x28x1 images (and ours for 64x64x3), InstanceNorm with running
-statistics (RunningInstanceNorm2d, with a choice of what it does in eval mode), and the loader of
-the weights the authors released (load_authors_cyclevae).
+authors' architecture for 28x28x1 images, ours for 64x64x3, and for any other (C, H, W) with
+C in {1, 3} and H, W >= 16 one planned from the shape (``vaebook.nets.conv_sizes``); InstanceNorm
+with running statistics (RunningInstanceNorm2d, with a choice of what it does in eval mode), and
+the loader of the weights the authors released (load_authors_cyclevae).
 """
 
 from __future__ import annotations
@@ -14,9 +15,18 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from vaebook.nets import _check_conv_shape
+from vaebook.nets import check_conv_shape, conv_sizes, down_conv, up_conv
 
 NORM_MODES = ("per-image", "running")
+FEATURES = 256  # what cycle_conv_features gives per image, what the heads read
+# the paper's shapes keep their own networks, so that their checkpoints load:
+# shape -> (kernel, channels) of the encoder's stride-2 convolutions (padding 1)
+PAPER_ENCODERS = {(1, 28, 28): (5, [1, 16, 32, 64]), (3, 64, 64): (4, [3, 32, 64, 128, 128, 64])}
+# shape -> (channels, paddings) of the decoder's 4x4 stride-2 transposed convolutions from 128x2x2
+PAPER_DECODERS = {
+    (1, 28, 28): ([128, 32, 16, 1], [0, 0, 1]),
+    (3, 64, 64): ([128, 128, 64, 32, 16, 3], [1] * 5),
+}
 
 
 class RunningInstanceNorm2d(nn.InstanceNorm2d):
@@ -46,21 +56,51 @@ def set_norm_mode(module: nn.Module, mode: str) -> None:
             layer.per_image = mode == "per-image"
 
 
+def _pairs(items: Sequence) -> list[tuple]:
+    return list(zip(items[:-1], items[1:], strict=True))
+
+
+def _cycle_channels(blocks: int) -> list[int]:
+    """Output channels of the planned encoder's `blocks` convolutions: 16, 32, then 64 (the
+    authors' 28x28 progression, capped)."""
+    return [min(16 * 2**i, 64) for i in range(blocks)]
+
+
 def cycle_conv_features(image_shape: Sequence[int]) -> nn.Sequential:
-    """Convolutions, each with RunningInstanceNorm2d and ReLU, to 64 x 2 x 2 = 256 features.
-    28x28x1: three 5x5 stride-2 convolutions (padding 1) 1 -> 16 -> 32 -> 64 (the authors');
-    64x64x3: five 4x4 stride-2 convolutions (padding 1) 3 -> 32 -> 64 -> 128 -> 128 -> 64 (ours)."""
-    shape = _check_conv_shape(image_shape)
-    kernel, channels = (
-        (5, [1, 16, 32, 64]) if shape[1] == 28 else (4, [shape[0], 32, 64, 128, 128, 64])
-    )
+    """Convolutions, each with RunningInstanceNorm2d and ReLU, to FEATURES = 256 features.
+
+    x: (B, C, H, W) -> (B, 256), C in {1, 3}, H, W >= 16.
+    28x28x1: three 5x5 stride-2 convolutions (padding 1) 1 -> 16 -> 32 -> 64, to 64 x 2 x 2 (the
+    authors'); 64x64x3: five 4x4 stride-2 convolutions (padding 1) 3 -> 32 -> 64 -> 128 -> 128 ->
+    64, to 64 x 2 x 2 (ours). Other shapes: the sizes of ``vaebook.nets.conv_sizes`` (4x4 stride 2
+    halves a side until it is below 8), channels 16, 32, then 64, and a linear layer with ReLU to
+    256, e.g. (1, 112, 92) -> 16x56x46 -> 32x28x23 -> 64x14x11 -> 64x7x5 -> 256."""
+    shape = check_conv_shape(image_shape, mlp_hint=False)
+    tail: dict[str, nn.Module] = {}
+    if shape in PAPER_ENCODERS:
+        kernel, channels = PAPER_ENCODERS[shape]
+        convs = [
+            nn.Conv2d(c_in, c_out, kernel, stride=2, padding=1) for c_in, c_out in _pairs(channels)
+        ]
+    else:
+        sizes = conv_sizes(shape)
+        channels = [shape[0], *_cycle_channels(len(sizes) - 1)]
+        convs = [
+            down_conv(c_in, c_out, before, after)
+            for (c_in, c_out), (before, after) in zip(_pairs(channels), _pairs(sizes), strict=True)
+        ]
+        # a map of any size, e.g. 64 x 7 x 5, to the 256 features that the heads expect
+        height, width = sizes[-1]
+        tail = {
+            "linear": nn.Linear(channels[-1] * height * width, FEATURES),
+            "linear_relu": nn.ReLU(),
+        }
     layers: dict[str, nn.Module] = {}
-    for i, (c_in, c_out) in enumerate(zip(channels[:-1], channels[1:], strict=True), start=1):
-        layers[f"conv{i}"] = nn.Conv2d(c_in, c_out, kernel, stride=2, padding=1)
-        layers[f"norm{i}"] = RunningInstanceNorm2d(c_out)
+    for i, conv in enumerate(convs, start=1):
+        layers[f"conv{i}"] = conv
+        layers[f"norm{i}"] = RunningInstanceNorm2d(conv.out_channels)
         layers[f"relu{i}"] = nn.ReLU()
-    layers["flatten"] = nn.Flatten()
-    return nn.Sequential(OrderedDict(layers))
+    return nn.Sequential(OrderedDict({**layers, "flatten": nn.Flatten(), **tail}))
 
 
 def authors_init(module: nn.Module) -> None:
@@ -87,9 +127,9 @@ class CycleEncoder(nn.Module):
         super().__init__()
         self.image_shape = tuple(image_shape)
         self.features = cycle_conv_features(image_shape)
-        self.unspecified_mean = nn.Linear(256, unspecified_dim)
-        self.unspecified_logvar = nn.Linear(256, unspecified_dim)
-        self.specified = nn.Linear(256, specified_dim)
+        self.unspecified_mean = nn.Linear(FEATURES, unspecified_dim)
+        self.unspecified_logvar = nn.Linear(FEATURES, unspecified_dim)
+        self.specified = nn.Linear(FEATURES, specified_dim)
         authors_init(self)
         set_norm_mode(self, norm_mode)
 
@@ -104,10 +144,13 @@ class CycleEncoder(nn.Module):
 class CycleDecoder(nn.Module):
     """(z (B, unspecified_dim), s (B, specified_dim)) -> images (B, C, H, W) in [0, 1].
 
-    Each code goes through Linear(., 256) and LeakyReLU 0.2; the 512 values, as 128 x 2 x 2,
-    go through 4x4 stride-2 transposed convolutions with RunningInstanceNorm2d and LeakyReLU 0.2,
-    then a sigmoid. 28x28x1: 128 -> 32 -> 16 -> 1, padding 0, 0, 1 (the authors');
-    64x64x3: 128 -> 128 -> 64 -> 32 -> 16 -> 3, padding 1 (ours).
+    Each code goes through Linear(., 256) and LeakyReLU 0.2; the 512 values go through 4x4
+    transposed convolutions with RunningInstanceNorm2d and LeakyReLU 0.2 (none after the last),
+    then a sigmoid. 28x28x1: as 128 x 2 x 2, stride 2, 128 -> 32 -> 16 -> 1, padding 0, 0, 1 (the
+    authors'); 64x64x3: as 128 x 2 x 2, stride 2, 128 -> 128 -> 64 -> 32 -> 16 -> 3, padding 1
+    (ours). Other shapes mirror cycle_conv_features: Linear 512 -> the encoder's last map and
+    LeakyReLU, then transposed convolutions back through its sizes to exactly (C, H, W), e.g.
+    (1, 112, 92): 64x7x5 -> 64x14x11 -> 32x28x23 -> 16x56x46 -> 1x112x92.
     """
 
     def __init__(
@@ -118,19 +161,34 @@ class CycleDecoder(nn.Module):
         norm_mode: str = "per-image",
     ):
         super().__init__()
-        shape = _check_conv_shape(image_shape)
-        if shape[1] == 28:
-            channels, paddings = [128, 32, 16, 1], [0, 0, 1]
+        shape = check_conv_shape(image_shape, mlp_hint=False)
+        self.unspecified_input = nn.Linear(unspecified_dim, FEATURES)
+        self.specified_input = nn.Linear(specified_dim, FEATURES)
+        if shape in PAPER_DECODERS:
+            channels, paddings = PAPER_DECODERS[shape]
+            layers: dict[str, nn.Module] = {"unflatten": nn.Unflatten(1, (128, 2, 2))}
+            deconvs = [
+                nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=padding)
+                for (c_in, c_out), padding in zip(_pairs(channels), paddings, strict=True)
+            ]
         else:
-            channels, paddings = [128, 128, 64, 32, 16, shape[0]], [1] * 5
-        self.unspecified_input = nn.Linear(unspecified_dim, 256)
-        self.specified_input = nn.Linear(specified_dim, 256)
-        layers: dict[str, nn.Module] = {"unflatten": nn.Unflatten(1, (128, 2, 2))}
-        pairs = list(zip(channels[:-1], channels[1:], paddings, strict=True))
-        for i, (c_in, c_out, padding) in enumerate(pairs, start=1):
-            layers[f"deconv{i}"] = nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=padding)
-            if i < len(pairs):
-                layers[f"norm{i}"] = RunningInstanceNorm2d(c_out)
+            sizes = conv_sizes(shape)
+            channels = [shape[0], *_cycle_channels(len(sizes) - 1)]
+            height, width = sizes[-1]
+            layers = {
+                "linear": nn.Linear(2 * FEATURES, channels[-1] * height * width),
+                "linear_relu": nn.LeakyReLU(0.2),
+                "unflatten": nn.Unflatten(1, (channels[-1], height, width)),
+            }
+            steps = zip(_pairs(channels), _pairs(sizes), strict=True)
+            deconvs = [
+                up_conv(c_in, c_out, before, after)
+                for (c_out, c_in), (before, after) in list(steps)[::-1]
+            ]
+        for i, deconv in enumerate(deconvs, start=1):
+            layers[f"deconv{i}"] = deconv
+            if i < len(deconvs):
+                layers[f"norm{i}"] = RunningInstanceNorm2d(deconv.out_channels)
                 layers[f"relu{i}"] = nn.LeakyReLU(0.2)
         layers["sigmoid"] = nn.Sigmoid()
         self.net = nn.Sequential(OrderedDict(layers))

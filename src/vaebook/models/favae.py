@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,11 @@ from vaebook.probability import kl_normal, reparameterize
 from vaebook.train import NonFiniteLossError, RoundSchedule
 
 PRIOR_SOURCES = ("all", "side")
+COLLAPSED_FACTORS = 2  # a layer with this many factors or fewer ties the views by almost nothing
+
+
+class FactorCollapseWarning(UserWarning):
+    """ARD pruned the factor-analysis layer down to one or two factors."""
 
 
 @dataclass
@@ -61,6 +67,8 @@ class FAVAEConfig:
     seed: int = 0  # for the factor-analysis layer's initial Z
 
     def __post_init__(self):
+        from vaebook.checks import require_choice, require_int  # this method's own import
+
         self.image_views = tuple(self.image_views)
         self.image_shape = tuple(self.image_shape)
         self.hidden = tuple(self.hidden)
@@ -68,13 +76,15 @@ class FAVAEConfig:
             raise ValueError(
                 f"image_views must be distinct names, at least one, got {self.image_views}"
             )
-        bad = [name for name in self.image_views if not name.isidentifier()]
+        bad = [n for n in self.image_views if not (isinstance(n, str) and n.isidentifier())]
         if bad:
             raise ValueError(f"image view names must be identifiers (letters, _), got {bad}")
-        if self.factors < 1:
-            raise ValueError(f"factors must be >= 1, got {self.factors}")
-        if self.prior_from not in PRIOR_SOURCES:
-            raise ValueError(f"prior_from must be one of {PRIOR_SOURCES}, got {self.prior_from!r}")
+        # the VAEs' fields (image_shape, latent_dim, hidden, arch, activation, likelihood,
+        # beta): their config checks them, each message naming the field and a valid value
+        self.vae_config()
+        require_int("factors", self.factors, 1, example=20)
+        require_choice("prior_from", self.prior_from, PRIOR_SOURCES)
+        require_int("seed", self.seed, 0, example=0)
 
     def vae_config(self) -> VAEConfig:
         """The configuration of every image view's VAE."""
@@ -132,6 +142,8 @@ class FAVAE(nn.Module):
         # per image view: prior mean (N, D) and log-variance () from the factor-analysis layer
         self.priors: dict[str, tuple[Tensor, Tensor]] = {}
         self.kl_ramp = 1.0  # share of beta in use, set by `fit_rounds` from the schedule
+        # each row's prior is fitted to its code, so a small KL does not mean an empty code
+        self.kl_to_nats = None
 
     @property
     def device(self) -> torch.device:
@@ -285,6 +297,15 @@ class FAVAE(nn.Module):
         if schedule.regrow and 0 < round_ < schedule.rounds:
             self.fa.grow(self.config.factors)
         self.fa_sweeps(schedule.first_sweeps if round_ == 0 else schedule.sweeps)
+        if self.fa.k <= COLLAPSED_FACTORS:
+            warnings.warn(
+                f"the factor-analysis layer keeps {self.fa.k} factor(s) after round {round_}: "
+                "ARD pruned the rest, and a pruned factor never returns, so the prior conditions "
+                "little. Use FAVAESchedule(regrow=True) or more warmup_epochs (the encoders must "
+                "carry what the labels describe before the first round)",
+                FactorCollapseWarning,
+                stacklevel=2,
+            )
         return {
             "encode_seconds": encoded - start,
             "fa_seconds": time.perf_counter() - encoded,

@@ -20,7 +20,14 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from vaebook.checks import check_images
+from vaebook.checks import (
+    check_images,
+    require_choice,
+    require_image_shape,
+    require_int,
+    require_real,
+    require_sizes,
+)
 from vaebook.data import deskew, random_affine
 from vaebook.nets import make_decoder, make_encoder
 from vaebook.probability import bernoulli_log_likelihood, kl_to_standard_normal, reparameterize
@@ -52,34 +59,54 @@ class InfoCatVAEConfig:
     def __post_init__(self):
         self.image_shape = tuple(self.image_shape)
         self.hidden = tuple(self.hidden)
-        if self.categories < 2 or self.delta < 1:
-            raise ValueError(
-                f"need categories >= 2 and delta >= 1, got {self.categories}, {self.delta}"
-            )
+        # each message names the field and a valid value
+        require_image_shape(self.image_shape)
+        require_int("categories", self.categories, 2, example=10)
+        require_int("delta", self.delta, 1, example=2)
         expected = self.categories * self.delta
         if self.latent_dim is None:
             self.latent_dim = expected
-        elif self.latent_dim != expected:
+        require_int("latent_dim", self.latent_dim, 1, example=expected)
+        if self.latent_dim != expected:
             raise ValueError(
                 f"latent_dim must be categories * delta = {self.categories} * {self.delta} = "
                 f"{expected} (one delta-dimensional block per category), got {self.latent_dim}; "
                 "leave latent_dim=None to compute it"
             )
-        if self.mode_scale <= 0:
-            raise ValueError(f"mode_scale (lambda) must be > 0, got {self.mode_scale}")
+        require_real("mode_scale", self.mode_scale, example=2.0, strict=True, alias="lambda")
+        require_sizes("hidden", self.hidden, example=(400,))
+        require_choice("arch", self.arch, ("mlp", "conv"))
+        require_real("dropout", self.dropout, example=0.0, below=1.0)
+        for name in ("kl_weight", "entropy_weight", "info_weight"):
+            require_real(name, getattr(self, name), example=1.0 if name != "info_weight" else 0.0)
+        require_int("info_samples", self.info_samples, 1, example=10)
+        require_real("balance_weight", self.balance_weight, example=0.0)
+        require_real("consistency_weight", self.consistency_weight, example=0.0)
         moves = (
             self.consistency_shift,
             self.consistency_degrees,
             self.consistency_shear,
             self.consistency_adversarial,
         )
-        if min(moves) < 0:
+        names = ("consistency_shift", "consistency_degrees", "consistency_shear")
+        names += ("consistency_adversarial",)
+        negative = [
+            name
+            for name, move in zip(names, moves, strict=True)
+            if isinstance(move, int | float) and move < 0
+        ]
+        if negative:
             raise ValueError(
                 "consistency_shift, consistency_degrees, consistency_shear and "
-                f"consistency_adversarial must be >= 0, got {moves}"
+                f"consistency_adversarial must be >= 0, got {moves}; e.g. {negative[0]}=0.0"
             )
+        for name, move in zip(names, moves, strict=True):
+            require_real(name, move, example=0.0)  # NaN and infinity
         if not 0 <= self.consistency_zoom < 1:
-            raise ValueError(f"consistency_zoom must lie in [0, 1), got {self.consistency_zoom}")
+            raise ValueError(
+                f"consistency_zoom must lie in [0, 1), got {self.consistency_zoom}; "
+                "e.g. consistency_zoom=0.1"
+            )
 
 
 def prior_means(categories: int, delta: int, scale: float) -> Tensor:
@@ -275,8 +302,7 @@ class GumbelCatVAEConfig(InfoCatVAEConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if self.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {self.temperature}")
+        require_real("temperature", self.temperature, example=0.5, strict=True)
         if self.info_weight or self.balance_weight or self.consistency_weight:
             raise ValueError(
                 "the Gumbel-softmax baseline has no information, balance or consistency term; "

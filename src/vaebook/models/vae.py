@@ -12,8 +12,15 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from vaebook.checks import check_images
-from vaebook.nets import GaussianHead, make_decoder, make_encoder
+from vaebook.checks import (
+    check_images,
+    require_choice,
+    require_image_shape,
+    require_int,
+    require_real,
+    require_sizes,
+)
+from vaebook.nets import ACTIVATIONS, GaussianHead, make_decoder, make_encoder
 from vaebook.probability import (
     bernoulli_log_likelihood,
     gaussian_log_likelihood,
@@ -36,14 +43,14 @@ class VAEConfig:
     def __post_init__(self):
         self.image_shape = tuple(self.image_shape)
         self.hidden = tuple(self.hidden)
-        if self.likelihood not in ("bernoulli", "gaussian"):
-            raise ValueError(
-                f"likelihood must be 'bernoulli' or 'gaussian', got {self.likelihood!r}"
-            )
-        if self.latent_dim < 1 or self.beta < 0:
-            raise ValueError(
-                f"need latent_dim >= 1 and beta >= 0, got {self.latent_dim}, {self.beta}"
-            )
+        # each message names the field and a valid value
+        require_image_shape(self.image_shape)
+        require_int("latent_dim", self.latent_dim, 1, example=20)
+        require_sizes("hidden", self.hidden, example=(400,))
+        require_choice("arch", self.arch, ("mlp", "conv"))
+        require_choice("activation", self.activation, ACTIVATIONS)
+        require_choice("likelihood", self.likelihood, ("bernoulli", "gaussian"))
+        require_real("beta", self.beta, example=1.0)
 
 
 class VAE(nn.Module):

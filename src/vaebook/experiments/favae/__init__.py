@@ -8,10 +8,10 @@ settings, `views` the Sprites split and the views of the layer, `evaluation` wha
 and the models they train.
 
 ``python -m vaebook reproduce favae-condition`` (or favae-private-shared, favae-domain,
-favae-transfer) writes results/favae-<experiment>.json and checkpoints/favae-<experiment>.pt.
-Every model it trains writes a full checkpoint under checkpoints/runs/ (the FA-VAE after every
-warm-up epoch and round, the baselines after every epoch), and ``--resume`` continues a killed
-run from them.
+favae-transfer) writes favae-<experiment>.json and favae-<experiment>.pt into its run folder
+(with --publish: results/ and checkpoints/). Every model it trains writes a full checkpoint under
+the checkpoint folder's runs/ (the FA-VAE after every warm-up epoch and round, the baselines
+after every epoch), and ``--resume`` continues a killed run from them.
 """
 
 from __future__ import annotations
@@ -110,7 +110,7 @@ def run(config: FAVAEExperiment, split: tuple[SpritesData, SpritesData] | None =
     metrics["classifier_test_accuracy"] = reader_accuracy
     history = extra["history"]
     model.fa = model.fa.for_prediction()  # the book predicts; resuming reads the run checkpoint
-    save_model(Path(config.checkpoint_dir) / f"{config.name}.pt", model, history, config.epochs)
+    save_model(config.checkpoint_path, model, history, config.epochs)
     extra = {
         **extra,
         "train_images": len(train),
@@ -119,8 +119,7 @@ def run(config: FAVAEExperiment, split: tuple[SpritesData, SpritesData] | None =
         "train_seconds": training_seconds(history),
         **environment(model.device),
     }
-    path = Path(config.results_dir) / f"{config.name}.json"
-    return write_results(path, config.name, config, metrics, extra)
+    return write_results(config.results_path, config.name, config, metrics, extra)
 
 
 def load_run(
@@ -136,7 +135,7 @@ def load_run(
     if not (results_path.exists() and checkpoint.exists()):
         raise FileNotFoundError(
             f"{results_path} or {checkpoint} is missing; make both with "
-            f"`python -m vaebook reproduce favae-{experiment}`"
+            f"`python -m vaebook reproduce favae-{experiment} --publish`"
         )
     results = json.loads(results_path.read_text())
     config = FAVAEExperiment(**results["config"])

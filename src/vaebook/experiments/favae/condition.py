@@ -32,7 +32,7 @@ READING_SWEEPS = 100  # of the reading layer, from its PCA start (a run's first 
 
 def reading_layer_path(config: FAVAEExperiment) -> Path:
     """Where `run_condition` keeps the categorical reading layer of a real-label-view run."""
-    return Path(config.checkpoint_dir) / f"{config.name}-categorical-layer.pt"
+    return config.checkpoint_folder / f"{config.name}-categorical-layer.pt"
 
 
 def categorical_reading_layer(

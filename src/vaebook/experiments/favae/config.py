@@ -56,6 +56,7 @@ class FAVAEExperiment(RunSettings):
     seed: int = 0
 
     def __post_init__(self):
+        super().__post_init__()
         self.frames = tuple(self.frames)
         self.hidden = tuple(self.hidden)
         if (self.train_characters or 1) < 1 or (self.test_characters or 1) < 1:
@@ -101,11 +102,13 @@ class FAVAEExperiment(RunSettings):
             regrow=self.regrow,
         )
 
-    def run_checkpoint(self, baseline: str = "") -> Path:
+    def model_checkpoint(self, baseline: str = "") -> Path:
         """The full checkpoint of this run's FA-VAE (baseline '') or of a baseline model
-        ('vae', 'vae-a', 'beta-vae', ...): checkpoints/runs/favae-<experiment>[-<baseline>].pt."""
-        suffix = f"-{baseline}" if baseline else ""
-        return Path(self.checkpoint_dir) / "runs" / f"{self.name}{suffix}.pt"
+        ('vae', 'vae-a', 'beta-vae', ...): runs/favae-<experiment>[-<baseline>]-seed<s>.pt in
+        the checkpoint folder."""
+        return self.run_checkpoint(
+            f"{baseline}-seed{self.seed}" if baseline else f"seed{self.seed}"
+        )
 
     def model_config(self, image_views: tuple[str, ...], beta: float = 1.0) -> FAVAEConfig:
         return FAVAEConfig(

@@ -5,7 +5,6 @@ baseline VAEs and the FA-VAE itself (resumable), and the seconds of a round."""
 from __future__ import annotations
 
 import statistics
-from pathlib import Path
 
 import torch
 from torch import Tensor
@@ -26,7 +25,7 @@ def attribute_reader(
     and its test accuracy per attribute."""
     characters = "all" if config.train_characters is None else config.train_characters
     frames = "".join(map(str, config.frames))
-    path = Path(config.checkpoint_dir) / (
+    path = config.shared_checkpoint(
         f"classifier-sprites-attributes-{characters}c-{frames}f-{config.classifier_epochs}e-"
         f"seed{config.seed}.pt"
     )
@@ -108,7 +107,7 @@ def train_vae(
     config: FAVAEExperiment, baseline: str, vae_config: VAEConfig, images: Tensor, epochs: int
 ) -> tuple[VAE, dict]:
     """A VAE with N(0, I) prior, built after seeding, trained on `images` (N, C, H, W) for
-    `epochs` epochs with a full checkpoint every epoch at `config.run_checkpoint(baseline)`
+    `epochs` epochs with a full checkpoint every epoch at `config.model_checkpoint(baseline)`
     (resumed from it with `config.resume`); returns the VAE and its history."""
     seed_everything(config.seed)
     vae = VAE(vae_config)
@@ -116,7 +115,7 @@ def train_vae(
         vae,
         ImageData(images),
         config.train_config(config.seed, epochs),
-        config.run_checkpoint(baseline),
+        config.model_checkpoint(baseline),
         config.resume,
     )
     return vae, dict(trainer.history)
@@ -129,12 +128,12 @@ def fit_favae(
     beta: float | None = None,
 ) -> tuple[FAVAE, dict]:
     """An FA-VAE with `image_views`, built after seeding, trained on `data` with the
-    experiment's schedule and a full checkpoint after every round at `config.run_checkpoint()`
+    experiment's schedule and a full checkpoint after every round at `config.model_checkpoint()`
     (resumed from it with `config.resume`); returns the model and its history. beta: the KL
     weight (None: `config.beta`)."""
     seed_everything(config.seed)
     model = FAVAE(config.model_config(image_views, config.beta if beta is None else beta))
-    train = config.train_config(config.seed, 0, checkpoint_path=str(config.run_checkpoint()))
+    train = config.train_config(config.seed, 0, checkpoint_path=str(config.model_checkpoint()))
     return model, fit_rounds(model, data, config.schedule(), train, resume=config.resume)
 
 

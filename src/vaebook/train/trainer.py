@@ -1,25 +1,12 @@
-"""One trainer for every model: device, seeding, progress bar, history, checkpoints, resume.
-
-A model is an ``nn.Module`` with ``loss(batch) -> dict`` of named scalar terms whose
-``"total"`` is minimised. Models that need more than one optimiser or their own update order
-(adversarial baselines, a reverse cycle, factor-analysis rounds) define two hooks:
-
-- ``configure_optimizers(config: TrainConfig) -> list[Optimizer]`` (default: one ``adam``);
-- ``training_step(batch, optimizers) -> dict`` that computes, back-propagates and steps itself,
-  returning the detached terms to log (default: backward of ``loss(batch)["total"]``).
-
-Models trained in rounds that alternate with epochs (FA-VAE's factor-analysis sweeps) define
-``update_round(data, round_, schedule) -> dict`` and train with ``fit_rounds`` (`RoundSchedule`).
-
-Data is any object with ``len(data)``, ``data.device`` and ``data.batch(index, generator)``
-(see ``vaebook.data.ImageData``); batches are gathered by index from tensors on the device.
-"""
+"""The trainer: one loop for every model (device, seeding, progress bar, history, checkpoints,
+exact resume, checks for NaN and posterior collapse), and the small pieces it needs."""
 
 from __future__ import annotations
 
 import math
 import random
 import time
+import warnings
 from collections import defaultdict
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -31,9 +18,7 @@ from tqdm.auto import tqdm
 
 from vaebook.checkpoints import (
     CheckpointMismatchError,
-    UnsafeCheckpointError,
     load_checkpoint,
-    load_state,
     model_config,
     save_atomic,
 )
@@ -69,6 +54,17 @@ class TrainConfig:
 
 class NonFiniteLossError(RuntimeError):
     """Training produced NaN or inf; the message names the step and the last finite terms."""
+
+
+class PosteriorCollapseWarning(UserWarning):
+    """A model's KL term stayed near 0 for a whole epoch: its code carries nothing."""
+
+
+COLLAPSED_KL = 0.01  # nats per example: below this for an epoch, the code carries nothing
+# what makes the trainer's results differ; a resumed run must keep them (the device may change)
+RESUME_FIXED = (
+    "seed", "lr", "batch_size", "betas", "weight_decay", "lr_milestones", "lr_gamma", "grad_clip"
+)  # fmt: skip
 
 
 def pick_device(name: str = "auto") -> torch.device:
@@ -139,6 +135,9 @@ class Trainer:
         self.device = pick_device(config.device)
         if config.amp and self.device.type != "cuda":
             raise ValueError(f"amp=True needs a CUDA device, got {self.device}; set amp=False")
+        _check_data(data, "data")
+        if eval_data is not None:
+            _check_data(eval_data, "eval_data")
         if len(data) == 0:
             raise ValueError("the training data is empty")
         self.model = model.to(self.device)
@@ -155,6 +154,7 @@ class Trainer:
         ]
         self.epoch = 0
         self.history: dict[str, list[float]] = defaultdict(list)
+        self.collapse_warned = False
 
     # -- one step ---------------------------------------------------------------------------
     def _autocast(self):
@@ -216,9 +216,17 @@ class Trainer:
                 scheduler.step()
             for k, v in sums.items():
                 self.history[k].append(v / n)
+            self._check_finite_weights(epoch)
             if self.eval_data is not None:
-                for k, v in evaluate(self.model, self.eval_data, config.batch_size).items():
+                evaluated = evaluate(self.model, self.eval_data, config.batch_size)
+                if not all(math.isfinite(v) for v in evaluated.values()):
+                    raise NonFiniteLossError(
+                        f"non-finite evaluation terms after epoch {epoch + 1}: {evaluated}; "
+                        "check eval_data for NaN, or lower the learning rate"
+                    )
+                for k, v in evaluated.items():
                     self.history[f"test_{k}"].append(v)
+            self._warn_on_collapse(epoch)
             self.history["seconds"].append(time.perf_counter() - start)
             self.epoch = epoch + 1
             if config.progress:
@@ -230,6 +238,35 @@ class Trainer:
                 self.save(config.checkpoint_path)
         self.model.eval()
         return dict(self.history)
+
+    def _check_finite_weights(self, epoch: int) -> None:
+        """A step can make weights NaN after its loss was finite: stop before they are used."""
+        bad = [n for n, p in self.model.named_parameters() if not torch.isfinite(p).all()]
+        if bad:
+            raise NonFiniteLossError(
+                f"non-finite weights after epoch {epoch + 1} in {bad[:5]}; lower the learning "
+                "rate, set grad_clip, or check the data for NaN"
+            )
+
+    def _warn_on_collapse(self, epoch: int) -> None:
+        kl = self.history.get("kl")
+        # a model says what turns its kl term into nats per example (None: no such reading)
+        to_nats = getattr(self.model, "kl_to_nats", 1.0)
+        if (
+            kl
+            and to_nats is not None
+            and kl[-1] * to_nats < COLLAPSED_KL
+            and not self.collapse_warned
+        ):
+            self.collapse_warned = True
+            warnings.warn(
+                f"the KL term averaged {kl[-1] * to_nats:.2g} nats per example in epoch "
+                f"{epoch + 1}: the posterior has collapsed and the code carries nothing. Lower "
+                "the KL weight (beta or kl_weight in the model's config) or give the model more "
+                "images (per class, for pairs)",
+                PosteriorCollapseWarning,
+                stacklevel=3,
+            )
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict:
@@ -246,6 +283,7 @@ class Trainer:
             "model_config": model_config(self.model),
             "train_config": asdict(self.config),
             "epoch": self.epoch,
+            "data_size": len(self.data),
             "model": self.model.state_dict(),
             "optimizers": [opt.state_dict() for opt in self.optimizers],
             "schedulers": [s.state_dict() for s in self.schedulers],
@@ -258,13 +296,38 @@ class Trainer:
 
     @classmethod
     def resume(
-        cls, path: str | Path, model: nn.Module, data, eval_data=None, **overrides
+        cls,
+        path: str | Path,
+        model: nn.Module,
+        data,
+        eval_data=None,
+        config: TrainConfig | None = None,
+        **overrides,
     ) -> Trainer:
         """Continue the run saved at ``path``: weights, optimiser, scheduler, RNG states,
-        epoch and history come from the checkpoint; ``overrides`` (e.g. epochs=50,
-        device='cpu') change its TrainConfig. Call ``fit()`` on the result."""
+        epoch and history come from the checkpoint. ``config``: the run's settings, which
+        must keep the checkpoint's `RESUME_FIXED` fields and data size (the device, epochs and
+        checkpoint path may change); None: the checkpoint's own, changed by ``overrides``
+        (e.g. epochs=50). Raises CheckpointMismatchError listing what differs. Call ``fit()``
+        on the result."""
         state = load_checkpoint(path, model)
-        config = TrainConfig(**{**state["train_config"], **overrides})
+        saved = TrainConfig(**state["train_config"])
+        if config is None:
+            config = replace(saved, **overrides)
+        differences = [
+            f"{name}: {getattr(saved, name)} in the checkpoint, {getattr(config, name)} now"
+            for name in RESUME_FIXED
+            if getattr(saved, name) != getattr(config, name)
+        ]
+        if state.get("data_size", len(data)) != len(data):
+            differences.append(
+                f"data size: {state['data_size']} in the checkpoint, {len(data)} now"
+            )
+        if differences:
+            raise CheckpointMismatchError(
+                f"cannot resume {path}: the run differs from it in {'; '.join(differences)}. "
+                "Resume with the checkpoint's settings, or start a new run without --resume"
+            )
         trainer = cls(model, data, config, eval_data)
         for opt, opt_state in zip(trainer.optimizers, state["optimizers"], strict=True):
             opt.load_state_dict(opt_state)
@@ -282,106 +345,14 @@ class Trainer:
         return trainer
 
 
-@dataclass
-class RoundSchedule:
-    """Training that alternates epochs with the model's own update (`fit_rounds`).
-
-    Warm-up: `warmup_epochs` epochs. Then `rounds` times: the model's ``update_round``, then
-    `epochs_per_round` epochs; then one last ``update_round`` so that the model ends updated to
-    its final weights. A model with a ``kl_ramp`` attribute gets its share of the KL weight each
-    epoch: rising linearly from 1 / beta_ramp_epochs to 1 over the first beta_ramp_epochs epochs
-    (0: no ramp).
-    """
-
-    rounds: int = 10
-    epochs_per_round: int = 1
-    warmup_epochs: int = 5
-    beta_ramp_epochs: int = 0
-
-    def __post_init__(self):
-        if self.rounds < 1 or self.epochs_per_round < 1:
-            raise ValueError(
-                f"need rounds and epochs_per_round >= 1, got {self.rounds}, {self.epochs_per_round}"
-            )
-        if self.warmup_epochs < 0 or self.beta_ramp_epochs < 0:
-            raise ValueError(
-                "need warmup_epochs >= 0 and beta_ramp_epochs >= 0, got "
-                f"{self.warmup_epochs}, {self.beta_ramp_epochs}"
-            )
-
-    @property
-    def epochs(self) -> int:
-        """Epochs of the whole schedule, warm-up included."""
-        return self.warmup_epochs + self.rounds * self.epochs_per_round
-
-    def kl_ramp(self, epoch: int) -> float:
-        """The share of the KL weight used in epoch `epoch` (0-based, warm-up included)."""
-        if self.beta_ramp_epochs == 0:
-            return 1.0
-        return min(1.0, (epoch + 1) / self.beta_ramp_epochs)
-
-
-def fit_rounds(
-    model: nn.Module,
-    data,
-    schedule: RoundSchedule,
-    config: TrainConfig,
-    resume: bool = False,
-) -> dict[str, list[float]]:
-    """Train ``model`` with ``schedule``: `config` sets the epochs' optimiser and batches (its
-    own ``epochs`` is ignored: the schedule counts them). One `Trainer` runs every epoch, so
-    the optimiser's state carries over the rounds. ``model.update_round(data, round_,
-    schedule)`` (round_ 0..rounds, the last with no epochs after it) returns numbers to log.
-
-    With ``config.checkpoint_path``, a full checkpoint (`Trainer.state_dict`, the schedule in
-    `extra`, the model's extra state such as FA-VAE's layer) is written after every warm-up
-    epoch and every round; with `resume` and a checkpoint there, training continues from it
-    and ends as an uninterrupted run would (a finished run trains no further).
-
-    Returns the per-epoch history (loss terms, `seconds`) and, per round, `round_seconds` and
-    what ``update_round`` returned.
-    """
-    path = config.checkpoint_path
-    plan = asdict(schedule)
-    if resume and path is None:
-        raise ValueError("resume=True needs TrainConfig(checkpoint_path=...) to resume from")
-    if resume and Path(path).exists():
-        trainer = Trainer.resume(path, model, data, progress=config.progress)
-        if trainer.config.extra.get("schedule") != plan:
-            raise CheckpointMismatchError(
-                f"checkpoint {path} was made with schedule {trainer.config.extra.get('schedule')}"
-                f", not {plan}; resume with that schedule or start afresh (resume=False)"
-            )
-    else:
-        # the trainer itself saves nothing: checkpoints fall only between rounds
-        extra = {**config.extra, "schedule": plan}
-        trainer = Trainer(model, data, replace(config, epochs=0, checkpoint_path=None, extra=extra))
-    history = trainer.history  # the rounds' entries join it, so checkpoints carry them
-
-    def epochs(n: int) -> None:
-        for _ in range(n):
-            if hasattr(model, "kl_ramp"):
-                model.kl_ramp = schedule.kl_ramp(trainer.epoch)
-            trainer.config.epochs = trainer.epoch + 1
-            trainer.fit()
-
-    def checkpoint() -> None:
-        if path is not None:
-            trainer.save(path)
-
-    while trainer.epoch < schedule.warmup_epochs:
-        epochs(1)
-        checkpoint()
-    for round_ in range(len(history["round_seconds"]), schedule.rounds + 1):
-        start = time.perf_counter()
-        for key, value in model.update_round(data, round_, schedule).items():
-            history[key].append(value)
-        history["round_seconds"].append(time.perf_counter() - start)
-        if round_ < schedule.rounds:
-            epochs(schedule.epochs_per_round)
-        checkpoint()
-    model.eval()
-    return dict(history)
+def _check_data(data, name: str) -> None:
+    """Refuse what is not a data object of `vaebook.data`, naming the class that fits."""
+    if not all(hasattr(data, a) for a in ("batch", "to", "__len__", "device")):
+        raise TypeError(
+            f"{name} must be a vaebook data object with len(), .device, .to() and .batch(), "
+            f"got {type(data).__name__}; wrap images (N, C, H, W) and labels (N,) as "
+            "vaebook.data.ImageData(images, labels) (PairedData for pairs, FAVAEData for views)"
+        )
 
 
 @torch.no_grad()
@@ -396,22 +367,3 @@ def evaluate(model: nn.Module, data, batch_size: int = 500) -> dict[str, float]:
             sums[k] += float(v) * len(index)
     model.train(was_training)
     return {k: v / len(data) for k, v in sums.items()}
-
-
-__all__ = [
-    "CheckpointMismatchError",
-    "NonFiniteLossError",
-    "RoundSchedule",
-    "TrainConfig",
-    "Trainer",
-    "UnsafeCheckpointError",
-    "adam",
-    "evaluate",
-    "fit_rounds",
-    "load_checkpoint",
-    "load_state",
-    "model_config",
-    "pick_device",
-    "save_atomic",
-    "seed_everything",
-]
