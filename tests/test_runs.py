@@ -14,6 +14,7 @@ from vaebook import fa
 from vaebook.checkpoints import write_atomic
 from vaebook.cli import main
 from vaebook.data import FAVAEData, ImageData
+from vaebook.experiments import common
 from vaebook.experiments.common import load_or_train, save_model, write_results
 from vaebook.experiments.vae import VAEExperiment
 from vaebook.models import FAVAE, VAE, FAVAEConfig, FAVAESchedule, VAEConfig
@@ -45,6 +46,7 @@ def config(**changes):
 
 def test_a_run_writes_into_its_own_folder_and_publishing_keeps_a_longer_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(common, "CODE_COMMIT", "0" * 40)  # as from a clean work tree
     assert main(["reproduce", "vae", *TINY]) == 0
     run_folder = tmp_path / "runs" / "vae-mnist"
     assert (run_folder / "vae-mnist.json").exists() and (run_folder / "vae-mnist.pt").exists()
@@ -73,6 +75,18 @@ def test_meaningless_run_settings_are_refused(flags, message, capsys):
     with pytest.raises(SystemExit):
         main(["reproduce", experiment, *flags])
     assert message in capsys.readouterr().err
+
+
+def test_publishing_from_uncommitted_code_needs_allow_dirty(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(common, "CODE_COMMIT", "0" * 40 + "-dirty")
+    with pytest.raises(SystemExit):
+        main(["reproduce", "vae", *TINY, "--publish"])
+    assert "--allow-dirty" in capsys.readouterr().err and not (tmp_path / "results").exists()
+    assert main(["reproduce", "vae", *TINY]) == 0  # a run folder takes any code
+    assert main(["reproduce", "vae", *TINY, "--publish", "--allow-dirty"]) == 0
+    published = json.loads((tmp_path / "results" / "vae-mnist.json").read_text())
+    assert "--allow-dirty" in published["command"] and published["git_commit"].endswith("-dirty")
 
 
 def test_a_kill_during_a_results_write_leaves_the_previous_file(tmp_path):

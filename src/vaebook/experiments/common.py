@@ -86,6 +86,7 @@ class RunSettings:
     checkpoint_dir: str | None = None  # None: runs/<name>/, or checkpoints/ with publish
     publish: bool = False  # write the results and checkpoint that the book quotes
     force: bool = False  # with publish: replace a published run that trained more
+    allow_dirty: bool = False  # with publish: code with uncommitted edits (the file says so)
     resume: bool = False  # continue from the run checkpoints under <checkpoint_dir>/runs/
     progress: bool = True
 
@@ -160,9 +161,19 @@ PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 def check_publish(config: RunSettings) -> None:
-    """Refuse to publish a run that trains less than the published one it would replace (fewer
-    epochs or a smaller training subset), unless ``config.force``."""
-    if not config.publish or config.force or not config.results_path.exists():
+    """Refuse to publish results made by package code with uncommitted edits (the results file
+    could not name the code that made it) unless ``config.allow_dirty``, and a run that trains
+    less than the published one it would replace (fewer epochs or a smaller training subset)
+    unless ``config.force``."""
+    if not config.publish:
+        return
+    if CODE_COMMIT.endswith("-dirty") and not config.allow_dirty:
+        raise ValueError(
+            f"the package has uncommitted edits (git status {PACKAGE}), so the results file "
+            "could not name the code that made it; commit them first, or add --allow-dirty "
+            "(the file then records it)"
+        )
+    if config.force or not config.results_path.exists():
         return
     published = json.loads(config.results_path.read_text())["config"]
 
@@ -200,6 +211,10 @@ FLAGS: dict[str, dict] = {
         "help": "write into the book's results/ and checkpoints/ (run from the repository root)",
     },
     "force": {"action": "store_true", "help": "with --publish: replace a longer published run"},
+    "allow_dirty": {
+        "action": "store_true",
+        "help": "with --publish: accept package code with uncommitted edits (recorded)",
+    },
     "resume": {"action": "store_true", "help": "continue a killed run from its last checkpoint"},
     "progress": {"action": "store_false", "flag": "--no-progress"},
 }
