@@ -1,7 +1,8 @@
 """Every notebook runs in quick mode (papermill, once); the book is built from those executed
-notebooks with warnings as errors; a real browser checks that a chapter's maths was typeset
-and its figures loaded."""
+notebooks with warnings as errors; a real browser checks that a chapter's maths was typeset,
+its figures loaded and its explorers answer."""
 
+import json
 import os
 import shutil
 import subprocess
@@ -133,3 +134,120 @@ def test_chapter_in_a_real_browser(built_book):
     assert len(images) >= 5, f"expected the chapter's figures, found {len(images)} images"
     broken = [src for src, loaded in images if not loaded]
     assert not broken, f"figures that did not load: {broken}"
+
+
+# chapters with pre-rendered explorers, and how many each page holds
+EXPLORER_CHAPTERS = {
+    "03_infocatvae": 2,
+    "05_cyclevae": 1,
+    "06_factor_analysis": 1,
+    "08_favae_experiments": 1,
+}
+
+# Move one control of an explorer as a reader would: try its other options in turn (a menu's
+# next option, a slider's next value) until the picture changes, dispatching 'input' and
+# 'change' each time; the control stays where the picture changed, or goes back to where it
+# was if none changed it. Returns the picture's src before, the last src seen and the option
+# that changed it (null: none did).
+MOVE_CONTROL = """
+const field = arguments[0];
+const image = field.closest('.vaebook-explorer').querySelector('img.explorer-image');
+const count = field.tagName === 'SELECT' ? field.options.length : Number(field.max) + 1;
+const original = field.value, before = image.src;
+function set(value) {
+  field.value = String(value);
+  field.dispatchEvent(new Event('input', {bubbles: true}));
+  field.dispatchEvent(new Event('change', {bubbles: true}));
+}
+let after = before, changedAt = null;
+for (let step = 1; step < count && changedAt === null; step++) {
+  const value = (Number(original) + step) % count;
+  set(value);
+  after = image.src;
+  if (after !== before) changedAt = value;
+}
+if (changedAt === null) set(original);
+return [before, after, changedAt];
+"""
+
+
+def open_page(browser, url: str, timeout: float = 60) -> None:
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    browser.get(url)
+    WebDriverWait(browser, timeout).until(
+        lambda b: b.execute_script("return document.readyState") == "complete"
+    )
+
+
+def check_explorer(browser, explorer, screenshot: Path) -> list[str]:
+    """Drive one pre-rendered explorer (`widgets.static_html`) on an open page: its controls
+    are visible (its script ran), and each control, moved, changes the picture. The controls
+    are moved one after another, as a reader would; one that changes nothing is tried again
+    once the others have moved (a traversal's unit does nothing at offset 0). Saves a
+    screenshot of the explorer. Returns what went wrong (empty when it all answered)."""
+    from selenium.webdriver.common.by import By
+
+    title = explorer.get_attribute("data-title")
+    browser.execute_script("arguments[0].scrollIntoView({block: 'center'});", explorer)
+    problems = []
+    if not explorer.find_element(By.CSS_SELECTOR, ".explorer-controls").is_displayed():
+        problems.append(f"{title}: controls hidden, so its script did not run")
+    fields = explorer.find_elements(By.CSS_SELECTOR, "[data-name]")
+    if not fields:
+        problems.append(f"{title}: no controls")
+
+    def moved(field) -> bool:
+        before, after, changed_at = browser.execute_script(MOVE_CONTROL, field)
+        if not before.startswith("data:image/png;base64,"):
+            problems.append(f"{title}: the picture is not a pre-rendered PNG")
+        return changed_at is not None and after != before
+
+    hidden = [f for f in fields if not f.is_displayed()]
+    problems += [f"{title}: control {f.get_attribute('data-name')} is hidden" for f in hidden]
+    still = [f for f in fields if f not in hidden and not moved(f)]
+    for field in [f for f in still if not moved(f)]:
+        problems.append(
+            f"{title}: no option of control {field.get_attribute('data-name')} changes the picture"
+        )
+    loaded = browser.execute_script(
+        "const i = arguments[0].querySelector('img.explorer-image');"
+        "return i.complete && i.naturalWidth > 0;",
+        explorer,
+    )
+    if not loaded:
+        problems.append(f"{title}: the picture did not load")
+    explorer.screenshot(str(screenshot))
+    return problems
+
+
+def check_explorers_on_page(browser, url: str, prefix: str) -> tuple[int, list[str]]:
+    """Open `url` and `check_explorer` every `.vaebook-explorer` on it, saving screenshots
+    `<prefix>-<n>.png` (n from 1). Returns (number of explorers, problems)."""
+    from selenium.webdriver.common.by import By
+
+    open_page(browser, url)
+    explorers = browser.find_elements(By.CSS_SELECTOR, ".vaebook-explorer")
+    problems = []
+    for n, explorer in enumerate(explorers, 1):
+        problems += check_explorer(browser, explorer, Path(f"{prefix}-{n}.png"))
+    return len(explorers), problems
+
+
+def test_explorers_in_the_built_book(built_book):
+    browser = _browser()
+    found, problems, sizes = {}, [], {}
+    try:
+        for chapter in EXPLORER_CHAPTERS:
+            page = built_book / "notebooks" / f"{chapter}.html"
+            sizes[chapter] = page.stat().st_size
+            found[chapter], wrong = check_explorers_on_page(
+                browser, page.as_uri(), str(BOOK / f"explorer-{chapter}")
+            )
+            problems += [f"{chapter}: {problem}" for problem in wrong]
+    finally:
+        browser.quit()
+    (BOOK / "explorer-page-sizes.json").write_text(json.dumps(sizes, indent=1) + "\n")
+    print("page sizes (bytes):", sizes)
+    assert found == EXPLORER_CHAPTERS, f"explorers found per page: {found}"
+    assert not problems, "explorers that do not answer:\n" + "\n".join(problems)
