@@ -142,6 +142,7 @@ EXPLORER_CHAPTERS = {
     "05_cyclevae": 1,
     "06_factor_analysis": 1,
     "08_favae_experiments": 1,
+    "09_beta_vae": 1,
 }
 
 # Move one control of an explorer as a reader would: try its other options in turn (a menu's

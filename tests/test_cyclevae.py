@@ -50,7 +50,7 @@ def test_pairs_refuse_unlabelled_data_and_lonely_classes():
         PairSampler(torch.tensor([0, 0, 1, 1, 2]))
 
 
-AUTHORS = REPO.parent / "shared" / "checkpoints" / "cyclevae-authors-mnist-16-16"
+AUTHORS = REPO / "checkpoints" / "cyclevae-authors-mnist-16-16"
 
 
 @torch.no_grad()
@@ -62,7 +62,7 @@ def _encode(encoder, images: torch.Tensor) -> list[torch.Tensor]:
 
 @pytest.mark.skipif(
     not (AUTHORS / "encoder.pt").exists(),
-    reason=f"the authors' released checkpoint is not at {AUTHORS} (see ../shared/checkpoints)",
+    reason=f"the authors' released checkpoint is not at {AUTHORS}",
 )
 def test_authors_checkpoint_loads_and_gives_the_published_probes():
     """The full protocol (30 probe epochs on all 60,000 codes) is `python -m vaebook reproduce

@@ -9,7 +9,7 @@ import torch
 from conftest import synthetic_images
 
 from vaebook import fa, widgets
-from vaebook.models import CycleVAE, CycleVAEConfig, InfoCatVAE, InfoCatVAEConfig
+from vaebook.models import VAE, CycleVAE, CycleVAEConfig, InfoCatVAE, InfoCatVAEConfig, VAEConfig
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +49,9 @@ def explorers():
 
     return {
         "traversal": widgets.TraversalExplorer(infocat, steps=5),
+        "units": widgets.UnitExplorer(
+            VAE(VAEConfig(latent_dim=4, hidden=(32,))), synthetic_images(3), units=[0, 2]
+        ),
         "interpolation": widgets.InterpolationExplorer(infocat, steps=5),
         "swap": widgets.SwapExplorer(cycle_model(), synthetic_images(4), prior_samples=2),
         "condition": widgets.ConditionExplorer(generate, read, names),
@@ -59,6 +62,7 @@ def explorers():
 EXPLORERS = explorers()
 SHAPES = {
     "traversal": (1, 28, 28),
+    "units": (1, 28, 28),
     "interpolation": (1, 28, 28),
     "swap": (1, 28, 28),
     "condition": (3, 16, 16),

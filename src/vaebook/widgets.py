@@ -10,7 +10,8 @@ index}. Two views serve every explorer:
   defaults in one control) rendered ahead as PNG, with a plain HTML/JavaScript control: it works
   in the built book without a kernel and shows the default image where JavaScript is off.
 
-The explorers: `TraversalExplorer` and `InterpolationExplorer` (InfoCatVAE), `SwapExplorer`
+The explorers: `UnitExplorer` (a VAE's units), `TraversalExplorer` and `InterpolationExplorer`
+(InfoCatVAE), `SwapExplorer`
 (the Cycle-Consistent VAE), `ConditionExplorer` (FA-VAE from labels, with a reader's verdict)
 and `ARDExplorer` (SSHIBA's factor activity as ARD prunes it).
 """
@@ -89,6 +90,39 @@ class TraversalExplorer:
             image,
             f"{self.controls['category'].options[state['category']][0]}, offset {v['offset']:+.2f}",
         )
+
+
+class UnitExplorer:
+    """A VAE (plain or beta): a test image's code, one latent unit set to a value. units: the
+    units offered, e.g. those with the largest KL; labels: their names in the menu."""
+
+    def __init__(
+        self,
+        model,
+        images: Tensor,
+        units: Sequence[int],
+        labels: Sequence[str] | None = None,
+        steps: int = 8,
+    ):
+        self.model = model.cpu().eval()
+        with torch.no_grad():
+            self.codes = self.model.encode(images.cpu())[0]
+        labels = labels or [f"unit {u}" for u in units]
+        self.controls = {
+            "image": Control("code of", [(f"image {i + 1}", i) for i in range(len(images))]),
+            "unit": Control("unit", list(zip(labels, units, strict=True))),
+            "value": Control("its value", _steps(-3, 3, steps)),
+        }
+
+    @torch.no_grad()
+    def render(self, state: dict[str, int]) -> tuple[Tensor, str]:
+        v = _values(self, state)
+        code = self.codes[v["image"]].clone()
+        code[v["unit"]] = v["value"]
+        unit = self.controls["unit"].options[state["unit"]][0]
+        return self.model.decode(code[None])[
+            0
+        ], f"image {v['image'] + 1}, {unit} = {v['value']:+.2f}"
 
 
 class InterpolationExplorer:

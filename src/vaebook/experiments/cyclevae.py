@@ -43,7 +43,8 @@ from vaebook.train import pick_device, seed_everything
 
 MODELS = ("cyclevae", "mathieu", "szabo", "authors")
 DATASETS = ("mnist", "fashion-mnist", "sprites")
-AUTHORS_CHECKPOINT = Path(__file__).resolve().parents[3].parent / "shared" / "checkpoints"
+# the authors' released MNIST 16/16 weights (MIT licence), in the repository's checkpoints/
+AUTHORS_CHECKPOINT = Path("checkpoints")
 
 
 @dataclass
