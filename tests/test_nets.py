@@ -7,6 +7,7 @@ from conftest import REPO, synthetic_images
 from vaebook.data import ImageData
 from vaebook.models import FAVAE, VAE, FAVAEConfig, InfoCatVAE, InfoCatVAEConfig, VAEConfig
 from vaebook.nets import (
+    CNNClassifier,
     ConvDecoder,
     ConvEncoder,
     GaussianHead,
@@ -186,3 +187,9 @@ def test_leaky_relu_nets_pass_gradient_where_relu_nets_are_dead(arch):
 def test_unknown_activation_is_refused():
     with pytest.raises(ValueError, match="activation must be one of"):
         make_encoder((1, 28, 28), "conv", (64,), "gelu")
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (3, 64, 64), (1, 112, 92), (3, 32, 20)])
+def test_the_classifier_reads_images_of_any_size(shape):
+    classifier = CNNClassifier(shape, classes=5)
+    assert classifier(torch.rand(2, *shape)).shape == (2, 5)

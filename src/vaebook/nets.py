@@ -276,11 +276,15 @@ class GaussianHead(nn.Module):
 
 class CNNClassifier(nn.Module):
     """A small independent image classifier (two 3x3 conv + max-pool stages, one hidden layer),
-    used to read generated images: x (B, 1, 28, 28) -> logits (B, classes)."""
+    used to read generated images: x (B, C, H, W) -> logits (B, classes), any H, W >= 4."""
 
     def __init__(self, image_shape: Sequence[int] = (1, 28, 28), classes: int = 10):
         super().__init__()
-        channels, side = image_shape[0], image_shape[1]
+        channels, height, width = image_shape
+        if min(height, width) < 4:
+            raise ValueError(
+                f"CNNClassifier needs images of at least 4x4, got {tuple(image_shape)}"
+            )
         self.image_shape = tuple(image_shape)
         self.net = nn.Sequential(
             nn.Conv2d(channels, 32, 3, padding=1),
@@ -291,7 +295,7 @@ class CNNClassifier(nn.Module):
             nn.MaxPool2d(2),
             nn.Flatten(),
             nn.Dropout(0.3),
-            nn.Linear(64 * (side // 4) ** 2, 128),
+            nn.Linear(64 * (height // 4) * (width // 4), 128),
             nn.ReLU(),
             nn.Linear(128, classes),
         )
@@ -300,7 +304,7 @@ class CNNClassifier(nn.Module):
         return self.net(x)
 
     def loss(self, batch: tuple[Tensor, Tensor]) -> dict[str, Tensor]:
-        """Cross-entropy and accuracy on a labelled batch (images (B, 1, 28, 28), labels (B,))."""
+        """Cross-entropy and accuracy on a labelled batch (images (B, C, H, W), labels (B,))."""
         x, labels = batch
         logits = self(x)
         accuracy = (logits.argmax(1) == labels).float().mean().detach()
