@@ -111,7 +111,7 @@ class UnitExplorer:
         self.controls = {
             "image": Control("code of", [(f"image {i + 1}", i) for i in range(len(images))]),
             "unit": Control("unit", list(zip(labels, units, strict=True))),
-            "value": Control("its value", _steps(-3, 3, steps)),
+            "value": Control("its value", _steps(-3, 3, steps), default=steps // 2),
         }
 
     @torch.no_grad()
