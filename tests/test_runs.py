@@ -228,3 +228,19 @@ def test_an_fa_layer_pruned_to_two_factors_is_warned_about():
     schedule = FAVAESchedule(rounds=1, warmup_epochs=1, first_sweeps=3, sweeps=2)
     with pytest.warns(FactorCollapseWarning, match="regrow=True"):
         fit_rounds(model, data, schedule, config(batch_size=32))
+
+
+def test_every_seed_has_a_checkpoint_whose_sha256_the_results_record(tmp_path):
+    from vaebook.checkpoints import file_sha256
+    from vaebook.experiments.infocatvae import InfoCatExperiment, run
+
+    config = InfoCatExperiment(
+        model="catvae", epochs=1, seeds=(0, 1), train_size=256, hidden=(32,),
+        samples_per_category=2, device="cpu", progress=False,
+        results_dir=str(tmp_path), checkpoint_dir=str(tmp_path),
+    )  # fmt: skip
+    results = run(config)
+    files = results["checkpoint_sha256"]
+    assert sorted(files) == ["catvae-mnist-seed1.pt", "catvae-mnist.pt"]
+    for name, sha in files.items():
+        assert file_sha256(tmp_path / name) == sha and len(sha) == 64

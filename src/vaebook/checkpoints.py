@@ -7,6 +7,7 @@ a plain dict; `load_checkpoint` refuses one made for another class or config.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pickle
 import re
@@ -60,6 +61,11 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     write(tmp)
     os.replace(tmp, path)
+
+
+def file_sha256(path: str | Path) -> str:
+    """The SHA-256 of a file's bytes, hex: what a results file records of each checkpoint."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
 def save_atomic(state: dict, path: str | Path) -> None:

@@ -115,7 +115,12 @@ def run(config: BetaVAEExperiment) -> dict:
             }
         )
         if beta == config.checkpoint_beta:
-            save_model(config.checkpoint_path, model, history, trainer.epoch)
+            sha = save_model(config.checkpoint_path, model, history, trainer.epoch)
+            checkpoint_sha256 = {config.checkpoint_path.name: sha}
     metrics = {"betas": per_beta, "test_images": len(test)}
-    extra = {"seconds": time.perf_counter() - start, **environment(device)}
+    extra = {
+        "seconds": time.perf_counter() - start,
+        "checkpoint_sha256": checkpoint_sha256,
+        **environment(device),
+    }
     return write_results(config.results_path, "beta-vae", config, metrics, extra)

@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from vaebook.checkpoints import write_atomic
+from vaebook.checkpoints import file_sha256, write_atomic
 from vaebook.train import (
     CheckpointMismatchError,
     NonFiniteLossError,
@@ -138,6 +138,13 @@ class RunSettings:
         checkpoints/ when there is one (only read), else this run's checkpoint folder."""
         published = Path("checkpoints") / filename
         return published if published.exists() else self.checkpoint_folder / filename
+
+    def seed_checkpoint(self, seed: int, first: bool) -> Path:
+        """The model-only checkpoint of one seed: `checkpoint_path` (the one the chapter loads)
+        for the first seed, <name>-seed<k>.pt beside it for the others."""
+        return (
+            self.checkpoint_path if first else self.checkpoint_folder / f"{self.name}-seed{seed}.pt"
+        )
 
     def run_checkpoint(self, part: str) -> Path:
         """The full checkpoint of one model of the run, e.g. part 'seed0' or 'beta4.0-seed0'."""
@@ -282,9 +289,10 @@ def non_finite(value, where: str = "") -> list[str]:
     return []
 
 
-def save_model(path: str | Path, model: nn.Module, history: dict, epoch: int) -> None:
+def save_model(path: str | Path, model: nn.Module, history: dict, epoch: int) -> str:
     """A model-only checkpoint (no optimiser state): small enough to commit, loadable with
-    ``vaebook.train.load_checkpoint``, which checks the config."""
+    ``vaebook.train.load_checkpoint``, which checks the config. Returns its SHA-256, which the
+    results file records."""
     save_atomic(
         {
             "model_class": type(model).__name__,
@@ -299,6 +307,7 @@ def save_model(path: str | Path, model: nn.Module, history: dict, epoch: int) ->
         },
         path,
     )
+    return file_sha256(path)
 
 
 def fit_resumable(

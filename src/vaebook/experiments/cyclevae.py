@@ -193,7 +193,7 @@ def run(config: CycleVAEExperiment) -> dict:
     results/<name>.json and the first seed's checkpoints/<name>.pt."""
     train, probe_train, probe_test = load_probe_data(config)
     device = pick_device(config.device)
-    runs = []
+    runs, checkpoints = [], {}
     start = time.perf_counter()
     for seed in config.seeds:
         seed_everything(seed)
@@ -211,8 +211,8 @@ def run(config: CycleVAEExperiment) -> dict:
             )
             history = dict(trainer.history)
             encoder, epochs, variational = model.encoder, trainer.epoch, model.variational
-            if seed == config.seeds[0]:
-                save_model(config.checkpoint_path, model, history, epochs)
+            path = config.seed_checkpoint(seed, first=seed == config.seeds[0])
+            checkpoints[path.name] = save_model(path, model, history, epochs)
         # summed over epochs, so that a resumed run counts the epochs of every session
         train_seconds = sum(history.get("seconds", []))
         probe_start, probes = time.perf_counter(), {}
@@ -245,6 +245,7 @@ def run(config: CycleVAEExperiment) -> dict:
         "seconds": time.perf_counter() - start,
         "probe_data": {"train": len(probe_train), "test": len(probe_test)},
         "runs": runs,
+        "checkpoint_sha256": checkpoints,
         **environment(device),
     }
     experiment = "cyclevae-authors" if config.model == "authors" else config.model

@@ -182,7 +182,7 @@ def run(config: InfoCatExperiment) -> dict:
         checkpoint_dir=config.shared_checkpoint(f"classifier-{config.dataset}.pt").parent,
         device=config.device,
     )
-    per_seed = []
+    per_seed, checkpoints = [], {}
     start = time.perf_counter()
     for seed in config.seeds:
         restarts, kept = [], None  # kept: (objective, restart, model, history, scores)
@@ -212,8 +212,9 @@ def run(config: InfoCatExperiment) -> dict:
                 "restarts": restarts,
             }
         )
-        if config.save_checkpoint and seed == config.seeds[0]:
-            save_model(config.checkpoint_path, model, history, config.epochs)
+        if config.save_checkpoint:
+            path = config.seed_checkpoint(seed, first=seed == config.seeds[0])
+            checkpoints[path.name] = save_model(path, model, history, config.epochs)
 
     metrics = {
         key: seed_summary([r[key] for r in per_seed])
@@ -223,6 +224,7 @@ def run(config: InfoCatExperiment) -> dict:
     extra = {
         "seconds": time.perf_counter() - start,
         "runs": per_seed,
+        "checkpoint_sha256": checkpoints,
         **environment(pick_device(config.device)),
     }
     return write_results(config.results_path, config.model, config, metrics, extra)

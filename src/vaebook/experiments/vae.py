@@ -89,11 +89,16 @@ def run(config: VAEExperiment) -> dict:
         "test_iwae_stderr": (log_px.std() / len(log_px) ** 0.5).item(),
         "test_images": len(log_px),
     }
-    save_model(config.checkpoint_path, model, history, trainer.epoch)
+    checkpoint_sha256 = {
+        config.checkpoint_path.name: save_model(
+            config.checkpoint_path, model, history, trainer.epoch
+        )
+    }
     extra = {
         "history": history,
         "train_seconds": train_seconds,
         "iwae_seconds": iwae_seconds,
+        "checkpoint_sha256": checkpoint_sha256,
         **environment(trainer.device),
     }
     return write_results(config.results_path, "vae", config, metrics, extra)

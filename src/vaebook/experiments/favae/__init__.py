@@ -110,13 +110,18 @@ def run(config: FAVAEExperiment, split: tuple[SpritesData, SpritesData] | None =
     metrics["classifier_test_accuracy"] = reader_accuracy
     history = extra["history"]
     model.fa = model.fa.for_prediction()  # the book predicts; resuming reads the run checkpoint
-    save_model(config.checkpoint_path, model, history, config.epochs)
+    checkpoint_sha256 = {
+        config.checkpoint_path.name: save_model(
+            config.checkpoint_path, model, history, config.epochs
+        )
+    }
     extra = {
         **extra,
         "train_images": len(train),
         "test_images": len(test),
         "seconds": time.perf_counter() - start,
         "train_seconds": training_seconds(history),
+        "checkpoint_sha256": checkpoint_sha256,
         **environment(model.device),
     }
     return write_results(config.results_path, config.name, config, metrics, extra)
