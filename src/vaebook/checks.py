@@ -160,6 +160,18 @@ def _non_negative(values: Tensor, name: str) -> None:
         )
 
 
+def class_indices(values: Tensor, name: str) -> Tensor:
+    """values as a long tensor of class indices >= 0, or a ValueError naming the fix: float
+    values (``.long()``) and negative ones (an index -1 would wrap around to the last class)."""
+    if values.is_floating_point() or values.dtype == torch.bool or values.is_complex():
+        raise ValueError(
+            f"{name} must be integer class indices, got {values.dtype}; convert them with "
+            f"{name}.long()"
+        )
+    _non_negative(values, name)
+    return values.long()
+
+
 def check_labels(labels: Tensor, n: int, name: str = "labels") -> None:
     """Raise unless labels is (n,) torch.long class indices >= 0."""
     if not isinstance(labels, Tensor):

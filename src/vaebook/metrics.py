@@ -9,23 +9,8 @@ import torch
 from scipy.optimize import linear_sum_assignment
 from torch import Tensor, nn
 
+from vaebook.checks import class_indices
 from vaebook.probability import reparameterize
-
-
-def _class_indices(values, name: str) -> Tensor:
-    """values as a long tensor of class indices >= 0, or a ValueError naming the fix: float
-    values (``.long()``) and negative ones (an index -1 would wrap around to the last class)."""
-    if values.is_floating_point() or values.dtype == torch.bool or values.is_complex():
-        raise ValueError(
-            f"{name} must be integer class indices, got {values.dtype}; convert them with "
-            f"{name}.long()"
-        )
-    if values.numel() and int(values.min()) < 0:
-        raise ValueError(
-            f"{name} must be >= 0 (indices 0..K-1), got the minimum {int(values.min())}; "
-            f"renumber them, e.g. {name} = torch.unique({name}, return_inverse=True)[1]"
-        )
-    return values.long()
 
 
 def clustering_accuracy(clusters: Tensor, labels: Tensor) -> tuple[float, dict[int, int]]:
@@ -44,8 +29,8 @@ def clustering_accuracy(clusters: Tensor, labels: Tensor) -> tuple[float, dict[i
             f"clusters and labels must both be (N,), got {tuple(clusters.shape)} and "
             f"{tuple(labels.shape)}{hint}"
         )
-    clusters = _class_indices(clusters, "clusters").cpu()
-    labels = _class_indices(labels, "labels").cpu()
+    clusters = class_indices(clusters, "clusters").cpu()
+    labels = class_indices(labels, "labels").cpu()
     if len(labels) == 0:
         raise ValueError("clustering_accuracy needs at least one example")
     n_clusters, n_labels = int(clusters.max()) + 1, int(labels.max()) + 1
@@ -111,7 +96,7 @@ def latent_probe(
             )
         if not codes.is_floating_point():
             raise ValueError(f"{name}_codes must be float, got {codes.dtype}; use .float()")
-        _class_indices(labels, f"{name}_labels")
+        class_indices(labels, f"{name}_labels")
         if labels.dtype != torch.long:
             raise ValueError(
                 f"{name}_labels must be torch.long, got {labels.dtype}; use {name}_labels.long()"

@@ -91,6 +91,7 @@ def run(config: BetaVAEExperiment) -> dict:
     start = time.perf_counter()
     train, test = binarized_data(config.dataset, config.train_size, config.test_size, config.seed)
     device = pick_device(config.device)
+    test = test.to(device)  # once, for every beta's measurement
     per_beta = []
     for beta in config.betas:
         seed_everything(config.seed)  # every beta starts from the same weights
@@ -104,7 +105,7 @@ def run(config: BetaVAEExperiment) -> dict:
             config.resume,
         )
         torch.manual_seed(config.seed)  # the same z samples for every beta's test terms
-        usage = code_usage(model, test.to(trainer.device))
+        usage = code_usage(model, test)
         history = dict(trainer.history)
         per_beta.append(
             {

@@ -19,12 +19,10 @@ from torch import nn
 
 from vaebook.checkpoints import file_sha256, write_atomic
 from vaebook.train import (
-    CheckpointMismatchError,
     NonFiniteLossError,
     TrainConfig,
     Trainer,
     load_checkpoint,
-    load_state,
     model_config,
     save_atomic,
 )
@@ -325,13 +323,15 @@ def fit_resumable(
     device may change. Returns the trainer after ``fit()``."""
     config.checkpoint_path = str(run_checkpoint)
     if resume and Path(run_checkpoint).exists():
-        planned = load_state(run_checkpoint)["train_config"]["epochs"]
-        if config.epochs < planned:
-            raise CheckpointMismatchError(
-                f"cannot resume {run_checkpoint} with {config.epochs} epochs: it was started for "
-                f"{planned}; resume with --epochs {planned} or more, or start a new run"
-            )
-        trainer = Trainer.resume(run_checkpoint, model, data, eval_data, config=config)
+
+        def no_shorter(saved: TrainConfig, new: TrainConfig) -> list[str]:
+            fix = f"use --epochs {saved.epochs} or more"
+            shorter = f"epochs: started for {saved.epochs}, {new.epochs} now ({fix})"
+            return [shorter] if new.epochs < saved.epochs else []
+
+        trainer = Trainer.resume(
+            run_checkpoint, model, data, eval_data, config=config, check=no_shorter
+        )
     else:
         trainer = Trainer(model, data, config, eval_data)
     trainer.fit()

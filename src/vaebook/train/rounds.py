@@ -9,7 +9,6 @@ from pathlib import Path
 
 from torch import nn
 
-from vaebook.checkpoints import CheckpointMismatchError, load_state
 from vaebook.train.trainer import TrainConfig, Trainer
 
 
@@ -80,13 +79,12 @@ def fit_rounds(
     # the trainer itself saves nothing: checkpoints fall only between rounds
     config = replace(config, epochs=0, checkpoint_path=None, extra=extra)
     if resume and Path(path).exists():
-        saved_plan = load_state(path)["train_config"]["extra"].get("schedule")
-        if saved_plan != plan:
-            raise CheckpointMismatchError(
-                f"checkpoint {path} was made with schedule {saved_plan}, not {plan}; resume with "
-                "that schedule or start afresh (resume=False)"
-            )
-        trainer = Trainer.resume(path, model, data, config=config)
+
+        def same_schedule(saved: TrainConfig, _: TrainConfig) -> list[str]:
+            was = saved.extra.get("schedule")
+            return [] if was == plan else [f"schedule: {was} in the checkpoint, {plan} now"]
+
+        trainer = Trainer.resume(path, model, data, config=config, check=same_schedule)
     else:
         trainer = Trainer(model, data, config)
     history = trainer.history  # the rounds' entries join it, so checkpoints carry them

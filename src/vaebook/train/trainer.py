@@ -8,6 +8,7 @@ import random
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -302,14 +303,16 @@ class Trainer:
         data,
         eval_data=None,
         config: TrainConfig | None = None,
+        check: Callable[[TrainConfig, TrainConfig], list[str]] | None = None,
         **overrides,
     ) -> Trainer:
         """Continue the run saved at ``path``: weights, optimiser, scheduler, RNG states,
         epoch and history come from the checkpoint. ``config``: the run's settings, which
         must keep the checkpoint's `RESUME_FIXED` fields and data size (the device, epochs and
         checkpoint path may change); None: the checkpoint's own, changed by ``overrides``
-        (e.g. epochs=50). Raises CheckpointMismatchError listing what differs. Call ``fit()``
-        on the result."""
+        (e.g. epochs=50). ``check(saved, config)`` names further differences a caller refuses
+        (e.g. a shorter run). Raises CheckpointMismatchError listing what differs. Call
+        ``fit()`` on the result."""
         state = load_checkpoint(path, model)
         saved = TrainConfig(**state["train_config"])
         if config is None:
@@ -319,6 +322,8 @@ class Trainer:
             for name in RESUME_FIXED
             if getattr(saved, name) != getattr(config, name)
         ]
+        if check is not None:
+            differences += check(saved, config)
         if state.get("data_size", len(data)) != len(data):
             differences.append(
                 f"data size: {state['data_size']} in the checkpoint, {len(data)} now"
