@@ -1,4 +1,10 @@
+import contextlib
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -33,3 +39,29 @@ def synthetic_images(n: int = 64, shape=(1, 28, 28), seed: int = 0) -> torch.Ten
     base = torch.rand(n, shape[0], shape[1] // 4, shape[2] // 4, generator=generator)
     smooth = torch.nn.functional.interpolate(base, size=shape[1:], mode="bilinear")
     return torch.sigmoid((smooth - 0.5) * 12)  # nearly binary, so a VAE has much to learn
+
+
+@contextlib.contextmanager
+def http_server(folder: Path):
+    """`python -m http.server` on 127.0.0.1 serving ``folder``; yields its base URL."""
+    with socket.socket() as probe:  # a free port
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"]
+    server = subprocess.Popen(
+        [*command, "--directory", str(folder)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(100):  # up within a few seconds
+            try:
+                urllib.request.urlopen(url, timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)
+        yield url
+    finally:
+        server.terminate()
+        server.wait()

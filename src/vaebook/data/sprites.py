@@ -77,7 +77,10 @@ class SpritesData(ImageData):
 
 
 def load_sprites(
-    split: str = "train", root: str | Path | None = None, device: str | torch.device = "cpu"
+    split: str = "train",
+    root: str | Path | None = None,
+    device: str | torch.device = "cpu",
+    download: bool = True,
 ) -> SpritesData:
     """LPC Sprites (Li & Mandt 2018's files) split by character: 'train' (first 1,000
     characters, 72,000 images) or 'test' (last 296, 21,312 images), each character in
@@ -87,15 +90,23 @@ def load_sprites(
     by character. Raises MissingDataError naming the files and the fix when they are absent,
     DamagedDataError naming the file when one cannot be read, lacks a key, has arrays of the
     wrong shape or too few characters for the split (more than SPRITES_TEST_CHARACTERS).
+    With ``download`` (the default, like torchvision's), absent files are fetched from the
+    book's release into ``root/sprites/`` with a SHA-256 check (``vaebook.assets``).
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     root = Path(root) if root is not None else data_root()
     folder = root / "sprites"
     files = tuple(f"sprites_{action}.npz" for action in SPRITES_ACTIONS)
+    failed = ""
+    if download and not all((folder / f).exists() for f in files):
+        failed = _download_sprites(folder)
     if not all((folder / f).exists() for f in files):
-        source = f"or generate the files with {SPRITES_SOURCE}"
-        raise MissingDataError(_missing_message("sprites", folder, root, files, source))
+        source = (
+            "or call with download=True (the files come with each release of the book), or "
+            f"generate them with {SPRITES_SOURCE}"
+        )
+        raise MissingDataError(_missing_message("sprites", folder, root, files, source) + failed)
     archives = [_read_sprites_archive(folder / name, split) for name in files]
     first_archive = archives[0]
     for name, archive in zip(files[1:], archives[1:], strict=True):
@@ -142,6 +153,19 @@ class _SpritesArchive(NamedTuple):
     attribute_names: tuple[str, ...]
     direction_names: tuple[str, ...]
     characters: int  # in the whole file, both splits
+
+
+def _download_sprites(folder: Path) -> str:
+    """Fetch the three archives and their licence from the release; returns "" or, when that
+    failed (offline), why, for the caller's MissingDataError."""
+    from vaebook import assets  # here: assets imports this package
+
+    try:
+        for name in assets.RELEASE_FILES:
+            assets.download(name, folder / Path(name).name)
+    except assets.AssetError as error:
+        return f"\nDownloading them failed: {error}"
+    return ""
 
 
 def _read_sprites_archive(path: Path, split: str) -> _SpritesArchive:

@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from vaebook.assets import AssetError, asset, cache_path
 from vaebook.data import SpritesData, as_float_images, load_images
 from vaebook.experiments.common import save_model
 from vaebook.nets import CNNClassifier
@@ -30,13 +31,23 @@ def accuracy(model: CNNClassifier, images: torch.Tensor, labels: torch.Tensor) -
 def trained_classifier(
     dataset: str = "mnist",
     epochs: int = 6,
-    checkpoint_dir: str | Path = "checkpoints",
+    checkpoint_dir: str | Path | None = None,
     device: str = "auto",
     progress: bool = False,
 ) -> tuple[CNNClassifier, float]:
     """The cached classifier for ``dataset`` (trained on first use); returns it, in eval mode on
-    the CPU, with its test accuracy."""
-    path = Path(checkpoint_dir) / f"classifier-{dataset}.pt"
+    the CPU, with its test accuracy. ``checkpoint_dir`` None: the book's published classifier
+    (``vaebook.assets``: beside the notebook, cached, or downloaded), trained into the cache when
+    it cannot be had."""
+    filename = f"classifier-{dataset}.pt"
+    if checkpoint_dir is not None:
+        path = Path(checkpoint_dir) / filename
+    else:
+        try:
+            path = asset(f"checkpoints/{filename}")
+        except AssetError as error:
+            print(f"training the classifier here ({error})")
+            path = cache_path(f"checkpoints/{filename}")
     model = CNNClassifier()
     test = load_images(dataset, "test")
     if path.exists():

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from vaebook.assets import asset
 from vaebook.checkpoints import file_sha256, write_atomic
 from vaebook.train import (
     NonFiniteLossError,
@@ -343,11 +344,15 @@ def load_or_train(
 ) -> tuple[nn.Module, dict]:
     """What a chapter does in book mode: the weights of ``checkpoint`` (written by the reproduce
     command) when ``load`` is true and the file holds this model's class and config; else
-    ``train(model)``, which trains ``model`` in place and returns its history. Prints which of the
-    two happened. Returns the model on the CPU in eval mode and its per-epoch history."""
+    ``train(model)``, which trains ``model`` in place and returns its history. ``checkpoint`` is a
+    path, or (a str) the name of a published file such as ``"checkpoints/vae-mnist.pt"``, which
+    ``vaebook.assets.asset`` finds or downloads only when it is loaded. Prints which of the two
+    happened. Returns the model on the CPU in eval mode and its per-epoch history."""
     reason = "quick mode trains a small model"
     if load:
         try:
+            if isinstance(checkpoint, str):
+                checkpoint = asset(checkpoint)
             state = load_checkpoint(checkpoint, model)
             print(f"loaded {Path(checkpoint).name}: {state['epoch']} epochs of the reproduce run")
             return model.cpu().eval(), state["history"]

@@ -20,6 +20,7 @@ import json
 import time
 from pathlib import Path
 
+from vaebook.assets import asset
 from vaebook.data import SpritesData
 from vaebook.experiments.common import environment, save_model, write_results
 from vaebook.experiments.favae.condition import (
@@ -128,15 +129,21 @@ def run(config: FAVAEExperiment, split: tuple[SpritesData, SpritesData] | None =
 
 
 def load_run(
-    experiment: str, results_dir: str | Path = "results", checkpoint_dir: str | Path = "checkpoints"
+    experiment: str, results_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None
 ) -> tuple[dict, FAVAEExperiment, FAVAE]:
     """What `run` wrote for `experiment` (one of EXPERIMENT_NAMES): the results dict, its
-    experiment config and the trained FA-VAE (eval mode, on the CPU). Raises
+    experiment config and the trained FA-VAE (eval mode, on the CPU). Folders None: the book's
+    published files (``vaebook.assets``: beside the notebook, cached, or downloaded). Raises
     FileNotFoundError naming the command that makes the files when they are absent."""
     if experiment not in EXPERIMENT_NAMES:
         raise ValueError(f"experiment must be one of {EXPERIMENT_NAMES}, got {experiment!r}")
-    results_path = Path(results_dir) / f"favae-{experiment}.json"
-    checkpoint = Path(checkpoint_dir) / f"favae-{experiment}.pt"
+
+    def published(folder: str | Path | None, kind: str, suffix: str) -> Path:
+        name = f"favae-{experiment}{suffix}"
+        return Path(folder) / name if folder is not None else asset(f"{kind}/{name}")
+
+    results_path = published(results_dir, "results", ".json")
+    checkpoint = published(checkpoint_dir, "checkpoints", ".pt")
     if not (results_path.exists() and checkpoint.exists()):
         raise FileNotFoundError(
             f"{results_path} or {checkpoint} is missing; make both with "
