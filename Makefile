@@ -1,10 +1,11 @@
 # `make book`: create .venv, install requirements.txt, build the HTML book into _build/html.
 # `make test`: lint, then every test: unit tests, notebooks (papermill, nbval), book build, browser.
+# `make assignments`: student notebooks and autograders (otter-grader) into _build/assignments/.
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: book test lint clean
+.PHONY: book test lint assignments clean
 
 $(STAMP): requirements.txt pyproject.toml
 	python3 -m venv $(VENV)
@@ -15,6 +16,9 @@ $(STAMP): requirements.txt pyproject.toml
 book: $(STAMP)
 	$(VENV)/bin/jupyter-book build . -W --keep-going
 	@echo "The book: $(CURDIR)/_build/html/index.html"
+
+assignments: $(STAMP)
+	$(PY) assignments/build.py
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -45,7 +45,7 @@ def test_the_book_and_the_package_name_one_repository():
     assert config["repository"]["url"] == assets.repository()
     assert assets.release() == f"v{assets.metadata.version('vaebook')}"
     notebooks = [*REPO.glob("notebooks/*.ipynb"), *REPO.glob("assignments/*.ipynb")]
-    project = assets.repository().split("://")[1]  # e.g. github.com/vaebook/vaebook
+    project = "/".join(assets.repository().split("/")[-2:])  # owner/name, in any URL
     spelled = [p.name for p in notebooks if project in p.read_text()]
     assert not spelled, f"these notebooks spell out where the project lives: {spelled}"
 
