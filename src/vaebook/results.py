@@ -1,0 +1,122 @@
+"""Results tables: the paper's numbers beside ours, read from the files the reproduce command
+writes, each of ours with its seeds and spread, rounded to what the spread supports.
+
+A chapter builds its one table in a few lines::
+
+    table = results_table(
+        {"clustering accuracy": "clustering_accuracy"},          # row -> metric path
+        paper={"clustering accuracy": "0.92"},
+        columns=[Column("ours, paper's settings", "infocatvae-mnist", chosen_on="the paper")],
+    )
+    display(Markdown(table))
+
+A metric path is dotted into a results file's ``metrics`` (``"per-image.z_mean.test"``,
+``"generation_accuracy.all"``); a value with ``per_seed`` gives one number per seed, a plain
+number one; a column may pool several files (one per seed).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from vaebook.assets import asset
+
+MISSING = "–"  # a cell with nothing measured
+
+
+@dataclass(frozen=True)
+class Estimate:
+    """One metric over seeds: the values, their mean and sample standard deviation."""
+
+    values: tuple[float, ...]
+
+    @property
+    def mean(self) -> float:
+        return statistics.fmean(self.values)
+
+    @property
+    def spread(self) -> float:
+        return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
+
+    def __str__(self) -> str:
+        seeds = f"{len(self.values)} seed{'s' if len(self.values) > 1 else ''}"
+        if self.spread > 0:
+            places = decimals(self.spread)
+            return f"{self.mean:.{places}f} ± {self.spread:.{places}f} ({seeds})"
+        return f"{self.mean:.{decimals(abs(self.mean), significant=3)}f} ({seeds})"
+
+
+def decimals(value: float, significant: int = 1) -> int:
+    """Decimal places that keep ``significant`` digits of ``value`` (none for large numbers)."""
+    if value == 0 or not math.isfinite(value):
+        return 0
+    return max(0, significant - 1 - math.floor(math.log10(value)))
+
+
+def read(name: str, folder: str | Path | None = None) -> dict:
+    """The results file ``name`` (without .json): from ``folder``, else the published one."""
+    path = Path(folder) / f"{name}.json" if folder is not None else asset(f"results/{name}.json")
+    return json.loads(Path(path).read_text())
+
+
+def values(results: dict, metric: str, scale: float = 1.0) -> list[float]:
+    """The per-seed values of ``metric`` (a dotted path into ``results["metrics"]``)."""
+    node = results["metrics"]
+    for key in metric.split("."):
+        if not isinstance(node, Mapping) or key not in node:
+            raise KeyError(f"{results.get('experiment', 'results')} has no metric {metric!r}")
+        node = node[key]
+    found = node["per_seed"] if isinstance(node, Mapping) and "per_seed" in node else [node]
+    return [scale * float(v) for v in found]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One column of ours: its title, its results files (one, or one per seed, pooled), the
+    split its settings were chosen on, and a scale for every value (100 for percentages)."""
+
+    title: str
+    files: str | Sequence[str]
+    chosen_on: str
+    scale: float = 1.0
+    folder: str | Path | None = None
+
+    def estimate(self, metric: str) -> Estimate | None:
+        names = [self.files] if isinstance(self.files, str) else list(self.files)
+        found: list[float] = []
+        for name in names:
+            try:
+                found += values(read(name, self.folder), metric, self.scale)
+            except KeyError:
+                return None
+        return Estimate(tuple(found))
+
+
+def results_table(
+    rows: Mapping[str, str],
+    columns: Sequence[Column],
+    paper: Mapping[str, str] | None = None,
+    paper_title: str = "paper",
+) -> str:
+    """A Markdown table: one row per metric (label -> metric path), the paper's numbers as
+    given (text: a number, or "figure only"), then each column of ours; a last row says the
+    split each column's settings were chosen on."""
+    titles = ([paper_title] if paper is not None else []) + [c.title for c in columns]
+    lines = [
+        "| | " + " | ".join(titles) + " |",
+        "| --- |" + " --- |" * len(titles),
+    ]
+    for label, metric in rows.items():
+        cells = [paper.get(label, MISSING)] if paper is not None else []
+        for column in columns:
+            found = column.estimate(metric)
+            cells.append(str(found) if found is not None else MISSING)
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    chosen = (["the authors"] if paper is not None else []) + [c.chosen_on for c in columns]
+    lines.append("| settings chosen on | " + " | ".join(chosen) + " |")
+    return "\n".join(lines)

@@ -1,0 +1,49 @@
+"""vaebook.results: numbers read from results files, pooled over seeds, rounded to their spread,
+and laid out as the chapters' one table."""
+
+import json
+
+import pytest
+
+from vaebook.results import Column, Estimate, results_table, values
+
+
+def write(folder, name, metrics):
+    (folder / f"{name}.json").write_text(json.dumps({"experiment": name, "metrics": metrics}))
+
+
+def test_numbers_are_rounded_to_what_their_spread_supports():
+    assert str(Estimate((0.9311, 0.9280, 0.9341))) == "0.931 ± 0.003 (3 seeds)"
+    assert str(Estimate((98.26,))) == "98.3 (1 seed)"
+    assert str(Estimate((0.7425,))) == "0.743 (1 seed)"
+    assert str(Estimate((49.0, 51.0))) == "50 ± 1 (2 seeds)"
+
+
+def test_a_table_pools_seed_files_and_marks_what_was_not_measured(tmp_path):
+    write(tmp_path, "run", {"acc": {"per_seed": [0.5, 0.7], "mean": 0.6}, "probe": {"z": 0.2}})
+    write(tmp_path, "run-seed1", {"acc": {"per_seed": [0.6]}, "probe": {"z": 0.4}})
+    write(tmp_path, "variant", {"acc": 0.9})
+    table = results_table(
+        {"accuracy": "acc", "z probe (%)": "probe.z"},
+        columns=[
+            Column("ours, paper's settings", ("run", "run-seed1"), "the paper", folder=tmp_path),
+            Column("ours, variant", "variant", "validation", folder=tmp_path, scale=100),
+        ],
+        paper={"accuracy": "0.92"},
+    )
+    lines = table.splitlines()
+    assert lines[0] == "| | paper | ours, paper's settings | ours, variant |"
+    assert lines[2] == "| accuracy | 0.92 | 0.6 ± 0.1 (3 seeds) | 90.0 (1 seed) |"
+    assert lines[3] == "| z probe (%) | – | 0.3 ± 0.1 (2 seeds) | – |"
+    assert lines[4] == "| settings chosen on | the authors | the paper | validation |"
+
+
+def test_a_wrong_metric_names_the_file(tmp_path):
+    write(tmp_path, "run", {"acc": 0.5})
+    with pytest.raises(KeyError, match="run has no metric 'accuracy'"):
+        values(json.loads((tmp_path / "run.json").read_text()), "accuracy")
+
+
+def test_a_published_file_reads_as_the_chapter_quotes_it():
+    column = Column("ours", "infocatvae-mnist-ours", "test")
+    assert str(column.estimate("clustering_accuracy")) == "0.931 ± 0.003 (3 seeds)"
