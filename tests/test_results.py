@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from vaebook.results import Column, Estimate, results_table, values
+from vaebook.results import Column, Estimate, notes_table, results_table, values
 
 
 def write(folder, name, metrics):
@@ -47,3 +47,16 @@ def test_a_wrong_metric_names_the_file(tmp_path):
 def test_a_published_file_reads_as_the_chapter_quotes_it():
     column = Column("ours", "infocatvae-mnist-ours", "test")
     assert str(column.estimate("clustering_accuracy")) == "0.931 ± 0.003 (3 seeds)"
+
+
+def test_lab_notes_give_one_line_per_run_with_its_file(tmp_path):
+    write(tmp_path, "a", {"acc": {"per_seed": [0.5, 0.7]}})
+    write(tmp_path, "b", {"other": 1.0})
+    table = notes_table(
+        [("a", "deskewed inputs: clustering up"), ("b", "no accuracy measured")],
+        {"clustering acc.": "acc"},
+        folder=tmp_path,
+    ).splitlines()
+    assert table[0] == "| what changed, and what it did | clustering acc. | results file |"
+    assert table[2] == "| deskewed inputs: clustering up | 0.6 ± 0.1 (2 seeds) | `a.json` |"
+    assert table[3] == "| no accuracy measured | – | `b.json` |"

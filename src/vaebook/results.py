@@ -96,6 +96,11 @@ class Column:
                 return None
         return Estimate(tuple(found))
 
+    def cell(self, metric: str) -> str:
+        """The table cell of ``metric``: its estimate, or MISSING where it was not measured."""
+        found = self.estimate(metric)
+        return str(found) if found is not None else MISSING
+
 
 def results_table(
     rows: Mapping[str, str],
@@ -113,10 +118,29 @@ def results_table(
     ]
     for label, metric in rows.items():
         cells = [paper.get(label, MISSING)] if paper is not None else []
-        for column in columns:
-            found = column.estimate(metric)
-            cells.append(str(found) if found is not None else MISSING)
+        cells += [column.cell(metric) for column in columns]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     chosen = (["the authors"] if paper is not None else []) + [c.chosen_on for c in columns]
     lines.append("| settings chosen on | " + " | ".join(chosen) + " |")
+    return "\n".join(lines)
+
+
+def notes_table(
+    runs: Sequence[tuple[str, str]],
+    metrics: Mapping[str, str],
+    folder: str | Path | None = None,
+    scale: float = 1.0,
+) -> str:
+    """A lab-notes table: one row per run, (results file name, what changed and what it did, in
+    one line), then each metric (column label -> metric path) with its seeds and spread."""
+    lines = [
+        "| what changed, and what it did | " + " | ".join(metrics) + " | results file |",
+        "| --- |" + " --- |" * (len(metrics) + 1),
+    ]
+    for name, change in runs:
+        column = Column(change, name, "", scale, folder)
+        cells = [
+            str(e) if (e := column.estimate(m)) is not None else MISSING for m in metrics.values()
+        ]
+        lines.append(f"| {change} | " + " | ".join(cells) + f" | `{name}.json` |")
     return "\n".join(lines)
