@@ -158,6 +158,7 @@ class RunSettings:
             seed=seed,
             device=self.device,
             progress=self.progress,
+            epoch_lines=self.progress,  # a long run's log keeps a line per epoch
             **changes,
         )
 

@@ -40,7 +40,8 @@ class TrainConfig:
     amp: bool = False  # bfloat16 autocast, CUDA only
     checkpoint_path: str | None = None
     checkpoint_every: int = 1  # epochs
-    progress: bool = True
+    progress: bool = True  # a live bar per epoch (stderr)
+    epoch_lines: bool = False  # also a line of terms per epoch; else one line when fit ends
     extra: dict = field(default_factory=dict)  # model-specific settings read by its hooks
 
     def __post_init__(self):
@@ -230,7 +231,7 @@ class Trainer:
             self._warn_on_collapse(epoch)
             self.history["seconds"].append(time.perf_counter() - start)
             self.epoch = epoch + 1
-            if config.progress:
+            if config.progress and (config.epoch_lines or self.epoch == config.epochs):
                 summary = ", ".join(f"{k} {v[-1]:.3f}" for k, v in self.history.items())
                 tqdm.write(f"epoch {self.epoch}/{config.epochs}: {summary}")
             if config.checkpoint_path and (
