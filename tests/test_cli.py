@@ -74,6 +74,7 @@ def test_every_results_command_parses_back_to_its_config(name):
         "InfoCatExperiment": {"hidden": (64, 32)},
         "CycleVAEExperiment": {"independence_weight": 0.5},
         "FAVAEExperiment": {"regrow": True},
+        "FAVAEMNISTExperiment": {"hidden": (64, 32)},
     }
     config = replace(config, **own[type(config).__name__])
     command = reproduce_command(name, config)

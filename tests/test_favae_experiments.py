@@ -8,6 +8,7 @@ import torch
 from test_favae import killed_in_round
 
 from vaebook import fa
+from vaebook.checkpoints import file_sha256
 from vaebook.cli import main
 from vaebook.data import SpritesData
 from vaebook.experiments import favae as favae_experiments
@@ -241,3 +242,30 @@ def test_pose_views_index_frames_within_the_kept_ones_and_skip_constant_factors(
         "direction": 3,
         "frame": 2,
     }
+
+
+def test_chapter_7s_mnist_run_writes_a_checkpoint_the_chapter_can_load(tmp_path):
+    from vaebook.experiments.favae_mnist import FAVAEMNISTExperiment
+    from vaebook.experiments.favae_mnist import run as run_mnist
+
+    config = FAVAEMNISTExperiment(
+        n_train=300,
+        n_test=100,
+        hidden=(32,),
+        rounds=1,
+        warmup_epochs=1,
+        first_sweeps=3,
+        sweeps=1,
+        results_dir=str(tmp_path),
+        checkpoint_dir=str(tmp_path),
+        progress=False,
+    )
+    results = run_mnist(config)
+    metrics = results["metrics"]
+    for name in ("digit_accuracy_from_images", "generation_accuracy"):
+        assert 0 <= metrics[name] <= 1
+    assert "generation_accuracy_rescaled" in metrics and metrics["factors"] >= 1
+    model = FAVAE(config.model_config())
+    load_checkpoint(tmp_path / "favae-mnist.pt", model)
+    checkpoint = tmp_path / "favae-mnist.pt"
+    assert results["checkpoint_sha256"][checkpoint.name] == file_sha256(checkpoint)

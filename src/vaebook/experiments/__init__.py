@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from vaebook.experiments import beta_vae, cyclevae, favae, infocatvae, vae
+from vaebook.experiments import beta_vae, cyclevae, favae, favae_mnist, infocatvae, vae
 
 
 @dataclass(frozen=True)
@@ -31,6 +31,7 @@ EXPERIMENTS = {
     "mathieu": Experiment(cyclevae.CycleVAEExperiment, cyclevae.run, {"model": "mathieu"}),
     "szabo": Experiment(cyclevae.CycleVAEExperiment, cyclevae.run, {"model": "szabo"}),
     "cyclevae-authors": Experiment(cyclevae.CycleVAEExperiment, cyclevae.run, {"model": "authors"}),
+    "favae-mnist": Experiment(favae_mnist.FAVAEMNISTExperiment, favae_mnist.run),
     **{
         f"favae-{name}": Experiment(favae.FAVAEExperiment, favae.run, {"experiment": name})
         for name in favae.EXPERIMENT_NAMES
