@@ -4,6 +4,7 @@ its figures loaded and its explorers answer."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -64,6 +65,7 @@ def built_book(executed_notebooks):
     (BOOK / "_config.yml").write_text(yaml.safe_dump(config, sort_keys=False))
     shutil.copy(REPO / "_toc.yml", BOOK / "_toc.yml")
     shutil.copytree(REPO / "book", BOOK / "book")
+    shutil.copytree(REPO / "_static", BOOK / "_static")
     result = subprocess.run(
         [
             str(Path(sys.executable).parent / "jupyter-book"),
@@ -92,6 +94,18 @@ def test_book_builds_with_warnings_as_errors(built_book):
     assert "cdn.jsdelivr.net/npm/mathjax" not in html
 
 
+def test_numbering_restarts_per_chapter(built_book):
+    """Equations and exercises are numbered per chapter, as in a textbook: (6.3), Exercise 6.2."""
+    for page in sorted((built_book / "notebooks").glob("[0-9][0-9]_*.html")):
+        chapter = int(page.name[:2])
+        html = page.read_text()
+        equations = re.findall(r'class="eqno">\((\d+)\.(\d+)\)', html)
+        exercises = re.findall(r"Exercise (\d+)\.(\d+)", html)
+        assert exercises, f"{page.name}: no numbered exercise"
+        wrong = {f"{a}.{b}" for a, b in equations + exercises if int(a) != chapter}
+        assert not wrong, f"{page.name} (chapter {chapter}) numbers {sorted(wrong)}"
+
+
 def _browser():
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
@@ -111,29 +125,84 @@ def _browser():
     return webdriver.Chrome(service=Service(driver), options=options)
 
 
-def test_chapter_in_a_real_browser(built_book):
+# what a page never shows: how the project is run, or a path of any machine
+BANNED = re.compile(
+    r"\b(?:issues?|sessions?|scratch|committed|budgets?)\b|\b(?:our|the issue's) targets?\b"
+    r"|\btargets? (?:met|missed|reached)\b|(?:/work|/root|/home|/tmp)/",
+    re.IGNORECASE,
+)
+PAGES = [
+    line.split("file:")[1].strip()
+    for line in (REPO / "_toc.yml").read_text().splitlines()
+    if "file:" in line
+] + [yaml.safe_load((REPO / "_toc.yml").read_text())["root"]]
+
+# per page: display equations wider than their box, output lines or tables cut off on the
+# right, images that did not load, formulas typeset, raw TeX left
+INSPECT_PAGE = """
+const main = document.querySelector('main');
+const wider = (inner, box) => inner.getBoundingClientRect().width > box.clientWidth + 1;
+const column = main.querySelector('article') || main;
+const equations = [...main.querySelectorAll('mjx-container[display="true"]')]
+  .filter(c => wider(c.querySelector('mjx-math') || c, c) || c.getBoundingClientRect().width
+    > column.clientWidth + 1)
+  .map(c => (c.querySelector('mjx-assistive-mml') || c).textContent.slice(0, 80));
+const cut = [...main.querySelectorAll('.cell_output pre, .cell_output table, .output pre')]
+  .filter(e => e.scrollWidth > e.clientWidth + 1 || wider(e, column))
+  .map(e => e.textContent.trim().split('\\n')[0].slice(0, 80));
+const tables = [...main.querySelectorAll('table')]
+  .filter(t => t.getBoundingClientRect().right > column.getBoundingClientRect().right + 1)
+  .map(t => t.textContent.trim().slice(0, 60));
+return {
+  equations, cut, tables,
+  images: [...main.querySelectorAll('img')].filter(i => !(i.complete && i.naturalWidth > 0))
+    .map(i => i.currentSrc.slice(-60)),
+  typeset: main.querySelectorAll('mjx-container').length,
+  text: main.innerText,
+};
+"""
+
+
+@pytest.fixture(scope="module")
+def browser():
+    browser = _browser()
+    yield browser
+    browser.quit()
+
+
+@pytest.mark.parametrize("page", PAGES)
+def test_page_in_a_real_browser(built_book, browser, page):
+    """Every page: maths typeset, figures loaded, no display equation wider than the text
+    column, no output line or table cut off on the right, no word about how the project is run;
+    a screenshot of each is kept in _build/test-book/screenshots/."""
     from selenium.webdriver.support.ui import WebDriverWait
 
-    browser = _browser()
-    try:
-        browser.get((built_book / "notebooks" / "01_vae.html").as_uri())
-        WebDriverWait(browser, 60).until(
-            lambda b: b.execute_script("return document.querySelectorAll('mjx-container').length")
+    path = built_book / f"{page}.html"
+    assert path.exists(), f"{page} is in _toc.yml but was not built"
+    source = (BOOK / f"{page}.ipynb") if (BOOK / f"{page}.ipynb").exists() else BOOK / f"{page}.md"
+    has_maths = "$" in source.read_text()
+    browser.get(path.as_uri())
+    WebDriverWait(browser, 60).until(
+        lambda b: (
+            b.execute_script("return document.readyState") == "complete"
+            and (
+                not has_maths
+                or b.execute_script("return !!document.querySelector('mjx-container')")
+            )
         )
-        typeset = browser.execute_script("return document.querySelectorAll('mjx-container').length")
-        text = browser.execute_script("return document.querySelector('main').innerText")
-        images = browser.execute_script(
-            "return Array.from(document.querySelectorAll('main img'))"
-            ".map(i => [i.currentSrc.slice(0, 60), i.complete && i.naturalWidth > 0])"
-        )
-        browser.save_screenshot(str(BOOK / "screenshot-01_vae.png"))
-    finally:
-        browser.quit()
-    assert typeset >= 20, f"only {typeset} formulas typeset by MathJax"
-    assert "$$" not in text and "\\mathcal" not in text, "raw TeX left on the page"
-    assert len(images) >= 5, f"expected the chapter's figures, found {len(images)} images"
-    broken = [src for src, loaded in images if not loaded]
-    assert not broken, f"figures that did not load: {broken}"
+    )
+    found = browser.execute_script(INSPECT_PAGE)
+    shots = BOOK / "screenshots"
+    shots.mkdir(exist_ok=True)
+    browser.save_screenshot(str(shots / f"{Path(page).name}.png"))
+    assert not has_maths or found["typeset"] > 0, "no formula typeset by MathJax"
+    assert "$$" not in found["text"] and "\\mathcal" not in found["text"], "raw TeX left"
+    assert not found["images"], f"figures that did not load: {found['images']}"
+    assert not found["equations"], f"display equations wider than the column: {found['equations']}"
+    assert not found["cut"], f"output cut off on the right: {found['cut']}"
+    assert not found["tables"], f"tables wider than the column: {found['tables']}"
+    banned = sorted({m.group(0) for m in BANNED.finditer(found["text"])})
+    assert not banned, f"words about how the project is run, or machine paths: {banned}"
 
 
 # chapters with pre-rendered explorers, and how many each page holds
