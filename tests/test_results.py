@@ -39,7 +39,8 @@ def test_a_table_pools_seed_files_and_marks_what_was_not_measured(tmp_path):
 
 
 def test_a_wrong_metric_names_the_file(tmp_path):
-    write(tmp_path, "run", {"acc": 0.5})
+    write(tmp_path, "run", {"acc": 0.5, "runs": [{"rate": 2.0}]})
+    assert values(json.loads((tmp_path / "run.json").read_text()), "runs.0.rate") == [2.0]
     with pytest.raises(KeyError, match="run has no metric 'accuracy'"):
         values(json.loads((tmp_path / "run.json").read_text()), "accuracy")
 

@@ -65,12 +65,16 @@ def read(name: str, folder: str | Path | None = None) -> dict:
 
 
 def values(results: dict, metric: str, scale: float = 1.0) -> list[float]:
-    """The per-seed values of ``metric`` (a dotted path into ``results["metrics"]``)."""
+    """The per-seed values of ``metric`` (a dotted path into ``results["metrics"]``; a
+    whole-number part indexes a list)."""
     node = results["metrics"]
-    for key in metric.split("."):
-        if not isinstance(node, Mapping) or key not in node:
+    for key in metric.split("."):  # a whole-number key indexes a list: "betas.3.rate"
+        if isinstance(node, list) and key.isdigit() and int(key) < len(node):
+            node = node[int(key)]
+        elif isinstance(node, Mapping) and key in node:
+            node = node[key]
+        else:
             raise KeyError(f"{results.get('experiment', 'results')} has no metric {metric!r}")
-        node = node[key]
     found = node["per_seed"] if isinstance(node, Mapping) and "per_seed" in node else [node]
     return [scale * float(v) for v in found]
 
