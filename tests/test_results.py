@@ -17,6 +17,8 @@ def test_numbers_are_rounded_to_what_their_spread_supports():
     assert str(Estimate((98.26,))) == "98.3 (1 seed)"
     assert str(Estimate((0.7425,))) == "0.743 (1 seed)"
     assert str(Estimate((49.0, 51.0))) == "50 ± 1 (2 seeds)"
+    assert str(Estimate((17,))) == "17 (1 seed)" and str(Estimate((17.0,))) == "17.0 (1 seed)"
+    assert str(Estimate((0.000772,))) == "0.0008 (1 seed)"
 
 
 def test_a_table_pools_seed_files_and_marks_what_was_not_measured(tmp_path):

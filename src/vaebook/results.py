@@ -33,7 +33,7 @@ MISSING = "–"  # a cell with nothing measured
 class Estimate:
     """One metric over seeds: the values, their mean and sample standard deviation."""
 
-    values: tuple[float, ...]
+    values: tuple[float | int, ...]
 
     @property
     def mean(self) -> float:
@@ -48,7 +48,10 @@ class Estimate:
         if self.spread > 0:
             places = decimals(self.spread)
             return f"{self.mean:.{places}f} ± {self.spread:.{places}f} ({seeds})"
-        return f"{self.mean:.{decimals(abs(self.mean), significant=3)}f} ({seeds})"
+        if all(isinstance(v, int) for v in self.values):  # counts: factors, units
+            return f"{int(self.mean)} ({seeds})"
+        places = min(decimals(abs(self.mean), significant=3), 4)  # no seed spread to go by
+        return f"{self.mean:.{places}f} ({seeds})"
 
 
 def decimals(value: float, significant: int = 1) -> int:
@@ -76,7 +79,8 @@ def values(results: dict, metric: str, scale: float = 1.0) -> list[float]:
         else:
             raise KeyError(f"{results.get('experiment', 'results')} has no metric {metric!r}")
     found = node["per_seed"] if isinstance(node, Mapping) and "per_seed" in node else [node]
-    return [scale * float(v) for v in found]
+    # counts stay whole numbers (printed as such); everything else is a float, scaled
+    return [v if isinstance(v, int) and scale == 1 else scale * float(v) for v in found]
 
 
 @dataclass(frozen=True)
