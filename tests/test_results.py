@@ -61,5 +61,5 @@ def test_lab_notes_give_one_line_per_run_with_its_file(tmp_path):
         folder=tmp_path,
     ).splitlines()
     assert table[0] == "| what changed, and what it did | clustering acc. | results file |"
-    assert table[2] == "| deskewed inputs: clustering up | 0.6 ± 0.1 (2 seeds) | `a.json` |"
-    assert table[3] == "| no accuracy measured | – | `b.json` |"
+    assert table[2] == "| deskewed inputs: clustering up | 0.6 ± 0.1 (2 seeds) | a.json |"
+    assert table[3] == "| no accuracy measured | – | b.json |"

@@ -150,5 +150,6 @@ def notes_table(
         cells = [
             str(e) if (e := column.estimate(m)) is not None else MISSING for m in metrics.values()
         ]
-        lines.append(f"| {change} | " + " | ".join(cells) + f" | `{name}.json` |")
+        # plain text, not a code span: a long name may break at its hyphens to fit the column
+        lines.append(f"| {change} | " + " | ".join(cells) + f" | {name}.json |")
     return "\n".join(lines)
