@@ -40,6 +40,17 @@ def test_a_table_pools_seed_files_and_marks_what_was_not_measured(tmp_path):
     assert lines[4] == "| settings chosen on | the authors | the paper | validation |"
 
 
+def test_a_row_may_name_its_own_file(tmp_path):
+    write(tmp_path, "one", {"acc": 0.25})
+    write(tmp_path, "two", {"r2": {"per_seed": [0.5, 0.7]}})
+    table = results_table(
+        {"one's accuracy": "one:acc", "two's R2": "two:r2"},
+        [Column("ours", (), "validation", folder=tmp_path)],
+    ).splitlines()
+    assert table[2] == "| one's accuracy | 0.250 (1 seed) |"
+    assert table[3] == "| two's R2 | 0.6 ± 0.1 (2 seeds) |"
+
+
 def test_a_wrong_metric_names_the_file(tmp_path):
     write(tmp_path, "run", {"acc": 0.5, "runs": [{"rate": 2.0}]})
     assert values(json.loads((tmp_path / "run.json").read_text()), "runs.0.rate") == [2.0]

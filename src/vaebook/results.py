@@ -11,8 +11,9 @@ A chapter builds its one table in a few lines::
     display(Markdown(table))
 
 A metric path is dotted into a results file's ``metrics`` (``"per-image.z_mean.test"``,
-``"generation_accuracy.all"``); a value with ``per_seed`` gives one number per seed, a plain
-number one; a column may pool several files (one per seed).
+``"generation_accuracy.all"``, ``"betas.3.rate"``); a value with ``per_seed`` gives one number
+per seed, a plain number one; a column may pool several files (one per seed), and a row may
+name its own file (``"favae-domain:favae_translation_accuracy"``).
 """
 
 from __future__ import annotations
@@ -85,8 +86,9 @@ def values(results: dict, metric: str, scale: float = 1.0) -> list[float]:
 
 @dataclass(frozen=True)
 class Column:
-    """One column of ours: its title, its results files (one, or one per seed, pooled), the
-    split its settings were chosen on, and a scale for every value (100 for percentages)."""
+    """One column of ours: its title, its results files (one, or one per seed, pooled; a row's
+    "file:metric" names its own), the split its settings were chosen on, and a scale for every
+    value (100 for percentages)."""
 
     title: str
     files: str | Sequence[str]
@@ -95,7 +97,12 @@ class Column:
     folder: str | Path | None = None
 
     def estimate(self, metric: str) -> Estimate | None:
+        """``metric``'s values pooled over the column's files; "file:metric" reads that file
+        instead (a table whose rows come from different runs)."""
         names = [self.files] if isinstance(self.files, str) else list(self.files)
+        if ":" in metric:
+            name, metric = metric.split(":", 1)
+            names = [name]
         found: list[float] = []
         for name in names:
             try:
