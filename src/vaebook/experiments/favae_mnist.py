@@ -23,7 +23,8 @@ from vaebook.train import fit_rounds, pick_device, seed_everything
 @dataclass
 class FAVAEMNISTExperiment(RunSettings):
     batch_size: int = 64
-    n_train: int = 20_000  # MNIST training images: the rows of the factor analysis
+    n_train: int = 10_000  # MNIST training images: the rows of the factor analysis; the
+    # checkpoint keeps per-row state of the factor layer, so its size grows with n_train
     n_test: int = 10_000
     hidden: tuple[int, ...] = (400,)
     latent_dim: int = 10
