@@ -303,11 +303,16 @@ def test_reproduce_writes_three_probes_in_both_norm_modes(tmp_path):
     assert saved["config"]["dims"] == 8 and saved["config"]["model"] == "szabo"
     assert "--dims 8" in saved["command"]
     for mode in NORM_MODES:
-        assert set(saved["metrics"][mode]) == {"z_sample", "z_mean", "s"}
+        assert set(saved["metrics"][mode]) == {"z_sample", "z_mean", "z_mean_plain", "s"}
         assert 0 <= saved["metrics"][mode]["s"]["test"]["mean"] <= 1
+        assert 0 <= saved["val_metrics"][mode]["s"]["val"]["mean"] <= 1
         # Szabo's z is deterministic: its sampled z is its mean
         assert saved["metrics"][mode]["z_sample"] == saved["metrics"][mode]["z_mean"]
     assert saved["runs"][0]["epochs"] == 1 and saved["runs"][0]["train_seconds"] > 0
+    assert saved["probe_data"] == {
+        "val": {"train": 256, "val": 200},
+        "test": {"train": 256, "test": 200},
+    }
     model = PairAdversarial(
         PairAdversarialConfig(method="szabo", unspecified_dim=8, specified_dim=8)
     )

@@ -26,7 +26,7 @@ def test_missing_data_names_the_variable_and_layout(tmp_path):
 def test_unknown_dataset_and_split_are_refused():
     with pytest.raises(ValueError, match="fashion-mnist"):
         load_images("cifar")
-    with pytest.raises(ValueError, match="'train' or 'test'"):
+    with pytest.raises(ValueError, match="one of \\('train', 'val', 'test'\\)"):
         load_images("mnist", split="valid")
 
 

@@ -70,7 +70,7 @@ def test_missing_sprites_name_the_files_and_the_fix(tmp_path):
         load_sprites("train", root=tmp_path, download=False)
     message = str(error.value)
     assert "sprites_walk.npz" in message and "VAEBOOK_DATA" in message and "Li & Mandt" in message
-    with pytest.raises(ValueError, match="'train' or 'test'"):
+    with pytest.raises(ValueError, match="one of \\('train', 'val', 'test'\\)"):
         load_sprites("valid")
 
 

@@ -41,11 +41,17 @@ def clustering_accuracy(clusters: Tensor, labels: Tensor) -> tuple[float, dict[i
     return float(accuracy), {int(r): int(c) for r, c in zip(rows, cols, strict=True)}
 
 
-def probe_classifier(in_features: int, n_classes: int, hidden: Sequence[int] = (256, 256)):
-    """The probe of Jha et al. 2018: (Linear, BatchNorm, LeakyReLU 0.2) per hidden size, Linear."""
+def probe_classifier(
+    in_features: int, n_classes: int, hidden: Sequence[int] = (256, 256), batch_norm: bool = True
+):
+    """The probe of Jha et al. 2018: (Linear, BatchNorm, LeakyReLU 0.2) per hidden size, Linear;
+    with ``batch_norm=False`` a plain MLP: (Linear, ReLU) per hidden size, Linear."""
     layers: list[nn.Module] = []
     for size in hidden:
-        layers += [nn.Linear(in_features, size), nn.BatchNorm1d(size), nn.LeakyReLU(0.2)]
+        if batch_norm:
+            layers += [nn.Linear(in_features, size), nn.BatchNorm1d(size), nn.LeakyReLU(0.2)]
+        else:
+            layers += [nn.Linear(in_features, size), nn.ReLU()]
         in_features = size
     layers.append(nn.Linear(in_features, n_classes))
     return nn.Sequential(*layers)
@@ -73,18 +79,29 @@ def latent_probe(
     seed: int = 0,
     train_logvar: Tensor | None = None,
     test_logvar: Tensor | None = None,
+    batch_norm: bool = True,
+    val_codes: Tensor | None = None,
+    val_labels: Tensor | None = None,
+    val_logvar: Tensor | None = None,
 ) -> dict[str, float]:
     """Train a small MLP classifier on latent codes and report train and test accuracy.
 
-    train_codes: (N, D) float, train_labels: (N,) long >= 0; the same for test. High test
-    accuracy means the label can be read from the code. With train_logvar (N, D) the codes
-    are the means of Gaussians and every epoch trains on a fresh sample (Jha et al.'s protocol
-    for z); with test_logvar the test codes are one sample. Returns {'train_accuracy',
-    'test_accuracy'} (train accuracy on the last sample when sampling).
+    train_codes: (N, D) float, train_labels: (N,) long >= 0; the same for test and, optionally,
+    val (the probe then also reports 'val_accuracy'). High test accuracy means the label can be
+    read from the code. With train_logvar (N, D) the codes are the means of Gaussians and every
+    epoch trains on a fresh sample (Jha et al.'s protocol for z); with test_logvar (val_logvar)
+    the test (val) codes are one sample. ``batch_norm=False``: a plain MLP probe (see
+    ``probe_classifier``). Returns {'train_accuracy', 'test_accuracy'} and 'val_accuracy' with
+    val codes (train accuracy on the last sample when sampling).
     """
+    if (val_codes is None) != (val_labels is None):
+        raise ValueError("give val_codes and val_labels together, or neither")
+    evaluated = {"test": (test_codes, test_labels, test_logvar)}
+    if val_codes is not None:
+        evaluated["val"] = (val_codes, val_labels, val_logvar)
     for name, codes, labels in (
         ("train", train_codes, train_labels),
-        ("test", test_codes, test_labels),
+        *((name, codes, labels) for name, (codes, labels, _) in evaluated.items()),
     ):
         if codes.dim() != 2 or labels.shape != (len(codes),):
             hint = ""
@@ -101,11 +118,11 @@ def latent_probe(
             raise ValueError(
                 f"{name}_labels must be torch.long, got {labels.dtype}; use {name}_labels.long()"
             )
-    if train_codes.shape[1] != test_codes.shape[1]:
-        raise ValueError("train and test codes must have the same dimension")
+    if any(codes.shape[1] != train_codes.shape[1] for codes, _, _ in evaluated.values()):
+        raise ValueError("train, test (and val) codes must have the same dimension")
     for name, codes, logvar in (
         ("train", train_codes, train_logvar),
-        ("test", test_codes, test_logvar),
+        *((name, codes, logvar) for name, (codes, _, logvar) in evaluated.items()),
     ):
         if logvar is not None and logvar.shape != codes.shape:
             raise ValueError(
@@ -115,12 +132,17 @@ def latent_probe(
     generator = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng():
         torch.manual_seed(seed)
-        n_classes = int(max(train_labels.max(), test_labels.max())) + 1
-        model = probe_classifier(train_codes.shape[1], n_classes, hidden).to(train_codes.device)
+        every_label = [train_labels, *(labels for _, labels, _ in evaluated.values())]
+        n_classes = 1 + max(int(labels.max()) for labels in every_label)
+        model = probe_classifier(train_codes.shape[1], n_classes, hidden, batch_norm)
+        model = model.to(train_codes.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=lr)
         codes = train_codes
-        if test_logvar is not None:
-            test_codes = reparameterize(test_codes, test_logvar)
+        # one sample of each evaluated set's codes, drawn before training as it always was
+        evaluated = {
+            name: (reparameterize(c, logvar) if logvar is not None else c, labels)
+            for name, (c, labels, logvar) in evaluated.items()
+        }
         for _ in range(epochs):
             model.train()
             if train_logvar is not None:
@@ -136,5 +158,8 @@ def latent_probe(
                 optimizer.step()
         return {
             "train_accuracy": _accuracy(model, codes, train_labels, batch_size),
-            "test_accuracy": _accuracy(model, test_codes, test_labels, batch_size),
+            **{
+                f"{name}_accuracy": _accuracy(model, c, labels, batch_size)
+                for name, (c, labels) in evaluated.items()
+            },
         }

@@ -21,21 +21,27 @@ from vaebook.data.faces import (
     load_celeba,
 )
 from vaebook.data.images import (
+    SPLITS,
     TORCHVISION_DATASETS,
+    VALIDATION_SIZE,
     ImageData,
     PairBatch,
     PairedData,
     PairSampler,
     as_float_images,
+    hash_order,
     load_images,
+    validation_indices,
 )
 from vaebook.data.multiview import FAVAEData
 from vaebook.data.root import DATA_ENV, RAW_FILES, DamagedDataError, MissingDataError, data_root
 from vaebook.data.sprites import (
     SPRITES_ACTIONS,
     SPRITES_TEST_CHARACTERS,
+    SPRITES_VAL_SHARE,
     SpritesData,
     load_sprites,
+    sprites_characters,
 )
 from vaebook.data.transforms import deskew, random_affine, slant
 
@@ -48,6 +54,10 @@ __all__ = [
     "DamagedDataError",
     # images
     "TORCHVISION_DATASETS",
+    "SPLITS",
+    "VALIDATION_SIZE",
+    "hash_order",
+    "validation_indices",
     "as_float_images",
     "ImageData",
     "PairSampler",
@@ -61,6 +71,8 @@ __all__ = [
     # sprites
     "SPRITES_ACTIONS",
     "SPRITES_TEST_CHARACTERS",
+    "SPRITES_VAL_SHARE",
+    "sprites_characters",
     "SpritesData",
     "load_sprites",
     # faces

@@ -6,6 +6,7 @@ layout (load_images).
 from __future__ import annotations
 
 import gzip
+import hashlib
 import zlib
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -18,6 +19,36 @@ from vaebook.checks import check_image_data, check_labels
 from vaebook.data.root import RAW_FILES, MissingDataError, _damaged, _missing_message, data_root
 
 TORCHVISION_DATASETS = {"mnist": "MNIST", "fashion-mnist": "FashionMNIST"}
+SPLITS = ("train", "val", "test")
+VALIDATION_SIZE = 10_000  # images of the official training set held out as the validation split
+SPLIT_SEED = 0
+
+
+def hash_order(count: int, seed: int = SPLIT_SEED) -> Tensor:
+    """0..count-1 in a fixed pseudo-random order: sorted by BLAKE2b("seed:i"), which every
+    machine, library version and thread count computes alike (a generator's stream may not)."""
+    keys = [hashlib.blake2b(f"{seed}:{i}".encode(), digest_size=8).digest() for i in range(count)]
+    return torch.tensor(sorted(range(count), key=keys.__getitem__), dtype=torch.long)
+
+
+def validation_indices(labels: Tensor, size: int, seed: int = SPLIT_SEED) -> Tensor:
+    """A class-stratified validation set of ``size`` examples: each class gives its share of
+    ``size`` in proportion to its count (largest remainders make the total exact), the examples
+    that come first in ``hash_order``. labels: (N,) long; returns sorted indices (size,)."""
+    labels = labels.cpu()
+    counts = torch.bincount(labels)
+    quota = counts.double() * size / len(labels)
+    share = quota.floor().long()
+    leftover = size - int(share.sum())
+    share[torch.argsort(quota - share, descending=True, stable=True)[:leftover]] += 1
+    order = hash_order(len(labels), seed)
+    ranked = labels[order]
+    # rank of each example within its class, in hash order
+    within = torch.empty_like(order)
+    for label in range(len(counts)):
+        mask = ranked == label
+        within[mask] = torch.arange(int(mask.sum()))
+    return order[within < share[ranked]].sort().values
 
 
 def as_float_images(x: Tensor) -> Tensor:
@@ -260,15 +291,19 @@ def load_images(
 ) -> ImageData:
     """MNIST or Fashion-MNIST as tensors: images (N, 1, 28, 28) in [0, 1], labels (N,).
 
-    name: 'mnist' or 'fashion-mnist'; split: 'train' (60,000) or 'test' (10,000). Reads the IDX
-    files of torchvision's layout (unpacked or .gz); torchvision downloads missing ones.
+    name: 'mnist' or 'fashion-mnist'; split: 'train' (50,000), 'val' (10,000) or 'test' (the
+    official 10,000). 'val' is a class-stratified set of ``VALIDATION_SIZE`` images taken out of
+    the official 60,000 training images (``validation_indices``: fixed, the same on every
+    machine) and 'train' is the other 50,000, so settings can be chosen without the test split.
+    Reads the IDX files of torchvision's layout (unpacked or .gz); torchvision downloads
+    missing ones.
     Raises MissingDataError naming the folder layout and the fix when the files are absent
     and cannot be downloaded, DamagedDataError naming the file when one is damaged.
     """
     if name not in TORCHVISION_DATASETS:
         raise ValueError(f"unknown data set {name!r}; choose one of {sorted(TORCHVISION_DATASETS)}")
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     root = Path(root) if root is not None else data_root()
     folder_name = TORCHVISION_DATASETS[name]
     folder = root / folder_name / "raw"
@@ -284,7 +319,7 @@ def load_images(
             if not all(_idx_file(folder, f) for f in RAW_FILES):
                 raise MissingDataError(_missing_message(name, folder.parent, root)) from error
             # the files are there but torchvision could not read one: the reader names it
-    prefix = "train" if split == "train" else "t10k"
+    prefix = "t10k" if split == "test" else "train"
     fix = (
         f"delete the file and call load_images({name!r}, download=True) to fetch it again, "
         "or copy it again from the data set's home page"
@@ -303,5 +338,11 @@ def load_images(
         raise _damaged(
             labels_path, f"labels must lie in 0..{MNIST_CLASSES - 1}, got {int(labels.max())}", fix
         )
+    if split != "test":
+        held_out = validation_indices(labels.long(), min(VALIDATION_SIZE, len(labels) // 6))
+        keep = torch.zeros(len(labels), dtype=torch.bool)
+        keep[held_out] = True
+        keep = keep if split == "val" else ~keep
+        images, labels = images[keep], labels[keep]
     images = images.unsqueeze(1).to(device=device, dtype=torch.float32) / 255.0
     return ImageData(images, labels.to(device=device, dtype=torch.long), binarize=binarize)

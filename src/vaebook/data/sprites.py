@@ -15,11 +15,12 @@ import torch
 from torch import Tensor
 
 from vaebook.checks import check_label_matrix, check_labels
-from vaebook.data.images import ImageData
+from vaebook.data.images import SPLITS, ImageData, hash_order
 from vaebook.data.root import MissingDataError, _damaged, _missing_message, data_root
 
 SPRITES_ACTIONS = ("walk", "spellcard", "slash")
-SPRITES_TEST_CHARACTERS = 296  # the last 296 of the 1,296 characters: no identity in both splits
+SPRITES_TEST_CHARACTERS = 296  # the last 296 of the 1,296 characters: no identity in two splits
+SPRITES_VAL_SHARE = 10  # one in ten of the other characters (100 of 1,000) is the validation split
 SPRITES_KEYS = ("frames", "attributes", "attribute_names", "directions")
 SPRITES_SOURCE = (
     "the scripts of Li & Mandt, 'Disentangled Sequential Autoencoder' (ICML 2018), one npz per "
@@ -82,9 +83,10 @@ def load_sprites(
     device: str | torch.device = "cpu",
     download: bool = True,
 ) -> SpritesData:
-    """LPC Sprites (Li & Mandt 2018's files) split by character: 'train' (first 1,000
-    characters, 72,000 images) or 'test' (last 296, 21,312 images), each character in
-    3 actions x 3 directions x 8 frames, ordered character, action, direction, frame.
+    """LPC Sprites (Li & Mandt 2018's files) split by character: 'test' (the last 296
+    characters, 21,312 images), 'val' (100 of the first 1,000, fixed by ``sprites_characters``,
+    7,200 images) and 'train' (the other 900, 64,800 images), each character in 3 actions x
+    3 directions x 8 frames, ordered character, action, direction, frame.
 
     Returns SpritesData with images (N, 3, 64, 64) uint8 (floats in [0, 1] per batch) labelled
     by character. Raises MissingDataError naming the files and the fix when they are absent,
@@ -93,8 +95,8 @@ def load_sprites(
     With ``download`` (the default, like torchvision's), absent files are fetched from the
     book's release into ``root/sprites/`` with a SHA-256 check (``vaebook.assets``).
     """
-    if split not in ("train", "test"):
-        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     root = Path(root) if root is not None else data_root()
     folder = root / "sprites"
     files = tuple(f"sprites_{action}.npz" for action in SPRITES_ACTIONS)
@@ -131,20 +133,32 @@ def load_sprites(
     stacked = torch.stack(frames, dim=1)
     factor_shape = stacked.shape[:4]
     images = stacked.reshape(-1, *stacked.shape[4:]).permute(0, 3, 1, 2).contiguous()
-    first = n - SPRITES_TEST_CHARACTERS if split == "test" else 0
+    ids = sprites_characters(n, split)
     grid = torch.meshgrid(*(torch.arange(size) for size in factor_shape), indexing="ij")
     character, action, direction, frame = (g.reshape(-1) for g in grid)
     return SpritesData(
         images=images.to(device),
-        labels=(character + first).to(device),
+        labels=ids[character].to(device),
         attributes=attributes[character].to(device),
         action=action.to(device),
         direction=direction.to(device),
         frame=frame.to(device),
-        character=(character + first).to(device),
+        character=ids[character].to(device),
         attribute_names=attribute_names,
         direction_names=direction_names,
     )
+
+
+def sprites_characters(characters: int, split: str) -> Tensor:
+    """The ids (sorted) of a split's characters in a file of ``characters``: 'test' the last
+    ``SPRITES_TEST_CHARACTERS``, 'val' one in ``SPRITES_VAL_SHARE`` of the others (those first in
+    ``hash_order``: the same on every machine), 'train' the rest."""
+    if split == "test":
+        return torch.arange(characters - SPRITES_TEST_CHARACTERS, characters)
+    others = characters - SPRITES_TEST_CHARACTERS
+    val = torch.zeros(others, dtype=torch.bool)
+    val[hash_order(others)[: others // SPRITES_VAL_SHARE]] = True
+    return (val if split == "val" else ~val).nonzero().flatten()
 
 
 class _SpritesArchive(NamedTuple):
@@ -211,8 +225,14 @@ def _read_sprites_archive(path: Path, split: str) -> _SpritesArchive:
                 "split, the others the training split; the published files hold 1,296)",
                 fix,
             )
-        first = n - SPRITES_TEST_CHARACTERS if split == "test" else 0
-        characters = slice(first, n if split == "test" else n - SPRITES_TEST_CHARACTERS)
+        characters = sprites_characters(n, split).numpy()
+        if len(characters) == 0:
+            raise _damaged(
+                path,
+                f"it holds {n} characters, too few for a {split!r} split (one in "
+                f"{SPRITES_VAL_SHARE} of those before the last {SPRITES_TEST_CHARACTERS})",
+                fix,
+            )
         try:
             frames = archive["frames"]
         except _UNREADABLE as error:

@@ -164,6 +164,8 @@ class RunSettings:
 
 
 RUNS = Path("runs")  # where a run writes unless published or told otherwise
+# the splits a run measures: val for every choice a run makes, test read once for the table
+EVALUATED_SPLITS = ("val", "test")
 PLAIN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
@@ -256,11 +258,22 @@ def seed_summary(values: list[float]) -> dict:
     return {"mean": statistics.fmean(values), "std": spread, "per_seed": values}
 
 
-def write_results(path: str | Path, experiment: str, config, metrics: dict, extra: dict) -> dict:
-    """Write {command, experiment config, metrics, environment, ...} as JSON, atomically, and
-    return it. Raises NonFiniteLossError, writing nothing, if any metric is NaN or infinite."""
+def write_results(
+    path: str | Path,
+    experiment: str,
+    config,
+    metrics: dict,
+    extra: dict,
+    val_metrics: dict | None = None,
+    selected_on: str | None = None,
+) -> dict:
+    """Write {command, experiment config, metrics (test), val_metrics, selected_on, environment,
+    ...} as JSON, atomically, and return it. ``val_metrics`` has the shape of ``metrics``,
+    measured on the validation split; ``selected_on`` says what the run's own choices
+    (restarts, a reading layer's settings) were made on: 'val: ...' or 'nothing chosen'.
+    Raises NonFiniteLossError, writing nothing, if any metric is NaN or infinite."""
     path = Path(path)
-    bad = non_finite(metrics)
+    bad = non_finite(metrics) + non_finite(val_metrics or {}, "val")
     if bad:
         raise NonFiniteLossError(
             f"metrics {bad[:5]} are not finite, so {path} was not written; the training "
@@ -271,6 +284,8 @@ def write_results(path: str | Path, experiment: str, config, metrics: dict, extr
         "command": reproduce_command(experiment, config),
         "config": asdict(config),
         "metrics": metrics,
+        **({"val_metrics": val_metrics} if val_metrics is not None else {}),
+        "selected_on": selected_on or "nothing chosen",
         **extra,
     }
     text = json.dumps(results, indent=2) + "\n"

@@ -8,9 +8,13 @@ means the label went to s and stayed out of z.
 --dims 16``; ``reproduce cyclevae-authors`` applies the probes to the authors' released MNIST
 16/16 checkpoint instead of training.
 
-Sprites: the label is the character; the encoder trains on the first 1,000 characters, and the
-probes train on the even frames of the 296 held-out characters and are tested on their odd frames
-(a probe cannot name characters it never saw, and the encoder never saw these).
+MNIST and Fashion-MNIST: the model and the probes train on the training split (50,000 images)
+and the probes are measured on the validation and the test split. Sprites: the label is the
+character; the encoder trains on the training split's 900 characters, and for each of the
+validation and the test split the probes train on the even frames of its characters and are
+measured on their odd frames (a probe cannot name characters it never saw, and the encoder never
+saw these). Every probe is also run as a plain MLP on the mean of z (``z_mean_plain``), so a
+reader sees how much of that number is the probe's.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import torch
 
 from vaebook.data import ImageData, PairedData, load_images, load_sprites
 from vaebook.experiments.common import (
+    EVALUATED_SPLITS,
     RunSettings,
     environment,
     fit_resumable,
@@ -118,29 +123,35 @@ class CycleVAEExperiment(RunSettings):
         )
 
 
-def load_probe_data(config: CycleVAEExperiment) -> tuple[ImageData, ImageData, ImageData]:
-    """(training data for the model, probe-train data, probe-test data), on the CPU."""
+def load_probe_data(
+    config: CycleVAEExperiment,
+) -> tuple[ImageData, dict[str, tuple[ImageData, ImageData]]]:
+    """(training data for the model, {split: (probe-train data, probe-eval data)} for 'val' and
+    'test'), on the CPU. MNIST-like sets share one probe-train set (the model's training data)."""
     generator = torch.Generator().manual_seed(0)
     if config.dataset == "sprites":
-        train, held_out = load_sprites("train"), load_sprites("test")
-        probe_train = held_out.select(held_out.frame % 2 == 0)
-        probe_test = held_out.select(held_out.frame % 2 == 1)
+        train = load_sprites("train")
+        held_out = {split: load_sprites(split) for split in EVALUATED_SPLITS}
     else:
-        train, probe_test = (
-            load_images(config.dataset, "train"),
-            load_images(config.dataset, "test"),
-        )
+        train = load_images(config.dataset, "train")
+        held_out = {split: load_images(config.dataset, split) for split in EVALUATED_SPLITS}
     if config.train_size and config.dataset == "sprites":
         # whole characters (the first ones), so that every identity keeps its pairs
-        per_character = len(train) // len(train.character.unique())
-        train = train.select(train.character < math.ceil(config.train_size / per_character))
+        ids = train.character.unique()
+        per_character = len(train) // len(ids)
+        keep = ids[: math.ceil(config.train_size / per_character)]
+        train = train.select(torch.isin(train.character, keep))
     elif config.train_size:
         train = train.subset(config.train_size, generator)
-    if config.dataset != "sprites":
-        probe_train = train
-    if config.test_size:
-        probe_test = probe_test.subset(config.test_size, generator)
-    return train, probe_train, probe_test
+    probes = {}
+    for split, data in held_out.items():
+        if config.test_size:
+            data = data.subset(config.test_size, torch.Generator().manual_seed(0))
+        if config.dataset == "sprites":
+            probes[split] = (data.select(data.frame % 2 == 0), data.select(data.frame % 2 == 1))
+        else:
+            probes[split] = (train, data)
+    return train, probes
 
 
 @torch.no_grad()
@@ -165,33 +176,79 @@ def probe_latents(
     device: torch.device,
     seed: int = 0,
     variational: bool = True,
+    probe_val: ImageData | None = None,
 ) -> dict[str, dict[str, float]]:
-    """Train and test accuracy of the probe on the sampled z (a fresh sample each epoch), the
-    mean of z, and s, with the encoder as it is (eval mode, its current norm mode). For a
-    deterministic z (variational=False: Szabo et al.) the sampled z is the mean."""
+    """Train and test (and, with ``probe_val``, val) accuracy of the probe on the sampled z (a
+    fresh sample each epoch), the mean of z, the mean of z read by a plain MLP instead
+    (``z_mean_plain``), and s, with the encoder as it is (eval mode, its current norm mode).
+    For a deterministic z (variational=False: Szabo et al.) the sampled z is the mean."""
+    evaluated = {"test": probe_test} | ({"val": probe_val} if probe_val is not None else {})
     # labels as 0..K-1 (Sprites ids are 1000..1295)
-    classes, labels = torch.cat([probe_train.labels, probe_test.labels]).unique(return_inverse=True)
-    train_labels, test_labels = labels.to(device).split([len(probe_train), len(probe_test)])
+    parts = [probe_train, *evaluated.values()]
+    _, labels = torch.cat([p.labels for p in parts]).unique(return_inverse=True)
+    labels = labels.to(device).split([len(p) for p in parts])
     mean, logvar, s = encode_all(encoder, probe_train, device)
-    test_mean, test_logvar, test_s = encode_all(encoder, probe_test, device)
-    common = dict(train_labels=train_labels, test_labels=test_labels, epochs=epochs, seed=seed)
-    z_mean = latent_probe(mean, test_codes=test_mean, **common)
-    z_sample = z_mean
-    if variational:
-        z_sample = latent_probe(
-            mean, test_codes=test_mean, train_logvar=logvar, test_logvar=test_logvar, **common
+    codes = {
+        name: (*encode_all(encoder, data, device), split_labels)
+        for (name, data), split_labels in zip(evaluated.items(), labels[1:], strict=True)
+    }
+
+    def probe(train_codes, pick, sampled: bool = False, **options) -> dict[str, float]:
+        """`latent_probe` on the codes `pick` takes from (mean, logvar, s)."""
+        held_out = {}
+        for name, (m, lv, sv, y) in codes.items():
+            held_out[f"{name}_codes"], held_out[f"{name}_labels"] = pick(m, sv), y
+            if sampled:
+                held_out[f"{name}_logvar"] = lv
+        train_logvar = logvar if sampled else None
+        return latent_probe(
+            train_codes,
+            labels[0],
+            epochs=epochs,
+            seed=seed,
+            train_logvar=train_logvar,
+            **held_out,
+            **options,
         )
+
+    z_mean = probe(mean, lambda m, sv: m)
     return {
-        "z_sample": z_sample,
+        "z_sample": probe(mean, lambda m, sv: m, sampled=True) if variational else z_mean,
         "z_mean": z_mean,
-        "s": latent_probe(s, test_codes=test_s, **common),
+        "z_mean_plain": probe(mean, lambda m, sv: m, batch_norm=False),
+        "s": probe(s, lambda m, sv: sv),
+    }
+
+
+PROBES = ("z_sample", "z_mean", "z_mean_plain", "s")
+
+
+def probe_splits(
+    encoder: CycleEncoder,
+    probe_data: dict[str, tuple[ImageData, ImageData]],
+    epochs: int,
+    device: torch.device,
+    seed: int,
+    variational: bool,
+) -> dict[str, dict[str, float]]:
+    """`probe_latents` for every split of ``probe_data`` ({split: (probe-train, probe-eval)}):
+    one probe per probe-train set (MNIST's val and test share one), {probe: {train_accuracy,
+    val_accuracy, test_accuracy}} with train accuracy from the test split's probe."""
+    (val_train, val), (test_train, test) = probe_data["val"], probe_data["test"]
+    if val_train is test_train:
+        return probe_latents(encoder, test_train, test, epochs, device, seed, variational, val)
+    on_val = probe_latents(encoder, val_train, val, epochs, device, seed, variational)
+    on_test = probe_latents(encoder, test_train, test, epochs, device, seed, variational)
+    return {
+        probe: {**scores, "val_accuracy": on_val[probe]["test_accuracy"]}
+        for probe, scores in on_test.items()
     }
 
 
 def run(config: CycleVAEExperiment) -> dict:
     """Train config.model once per seed (none for 'authors') and probe its encoder; write
     results/<name>.json and the first seed's checkpoints/<name>.pt."""
-    train, probe_train, probe_test = load_probe_data(config)
+    train, probe_data = load_probe_data(config)
     device = pick_device(config.device)
     runs, checkpoints = [], {}
     start = time.perf_counter()
@@ -218,8 +275,8 @@ def run(config: CycleVAEExperiment) -> dict:
         probe_start, probes = time.perf_counter(), {}
         for mode in config.norm_modes:
             set_norm_mode(encoder, mode)
-            probes[mode] = probe_latents(
-                encoder, probe_train, probe_test, config.probe_epochs, device, seed, variational
+            probes[mode] = probe_splits(
+                encoder, probe_data, config.probe_epochs, device, seed, variational
             )
         runs.append(
             {
@@ -231,22 +288,33 @@ def run(config: CycleVAEExperiment) -> dict:
                 "final_terms": {k: v[-1] for k, v in history.items()},
             }
         )
-    metrics = {
-        mode: {
-            probe: {
-                split: seed_summary([r["probes"][mode][probe][f"{split}_accuracy"] for r in runs])
-                for split in ("train", "test")
+
+    def summary(splits: tuple[str, ...]) -> dict:
+        return {
+            mode: {
+                probe: {
+                    split: seed_summary(
+                        [r["probes"][mode][probe][f"{split}_accuracy"] for r in runs]
+                    )
+                    for split in splits
+                }
+                for probe in PROBES
             }
-            for probe in ("z_sample", "z_mean", "s")
+            for mode in config.norm_modes
         }
-        for mode in config.norm_modes
-    }
+
+    metrics, val_metrics = summary(("train", "test")), summary(("train", "val"))
     extra = {
         "seconds": time.perf_counter() - start,
-        "probe_data": {"train": len(probe_train), "test": len(probe_test)},
+        "probe_data": {
+            split: {"train": len(probe_train), split: len(probe_eval)}
+            for split, (probe_train, probe_eval) in probe_data.items()
+        },
         "runs": runs,
         "checkpoint_sha256": checkpoints,
         **environment(device),
     }
     experiment = "cyclevae-authors" if config.model == "authors" else config.model
-    return write_results(config.results_path, experiment, config, metrics, extra)
+    return write_results(
+        config.results_path, experiment, config, metrics, extra, val_metrics, "nothing chosen"
+    )

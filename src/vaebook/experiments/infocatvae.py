@@ -1,12 +1,14 @@
 """CatVAE, InfoCatVAE and the Gumbel-softmax baseline on MNIST or Fashion-MNIST, several seeds:
-test clustering accuracy (Hungarian matching of categories to labels) and conditional-generation
+clustering accuracy (Hungarian matching of categories to labels) and conditional-generation
 accuracy (the share of images generated from category c that an independent CNN reads as the
-label matched to c). ``python -m vaebook reproduce infocatvae --dataset mnist``.
+label matched to c), on the validation and the test split. ``python -m vaebook reproduce
+infocatvae --dataset mnist``.
 
 With ``restarts`` R > 1 every seed trains R models (restart r of seed s starts from seed
-s + 1000 r, so restart 0 is the plain run) and keeps the one whose training objective ended
-lowest, as k-means keeps the start of lowest inertia: no label is used to choose. The results
-file holds every restart's objective and accuracies, so the choice can be checked."""
+s + 1000 r, so restart 0 is the plain run) and keeps the one whose objective on the validation
+images is lowest, as k-means keeps the start of lowest inertia: no label and no test image is
+used to choose. The results file holds every restart's objective and accuracies, so the choice
+can be checked."""
 
 from __future__ import annotations
 
@@ -18,6 +20,7 @@ import torch
 from vaebook.data import ImageData, load_images
 from vaebook.experiments.classifier import trained_classifier
 from vaebook.experiments.common import (
+    EVALUATED_SPLITS,
     RunSettings,
     environment,
     fit_resumable,
@@ -27,7 +30,7 @@ from vaebook.experiments.common import (
 )
 from vaebook.metrics import clustering_accuracy
 from vaebook.models import GumbelCatVAE, GumbelCatVAEConfig, InfoCatVAE, InfoCatVAEConfig
-from vaebook.train import pick_device, seed_everything
+from vaebook.train import evaluate, pick_device, seed_everything
 
 MODELS = ("infocatvae", "catvae", "gumbel")
 
@@ -55,7 +58,7 @@ class InfoCatExperiment(RunSettings):
     epochs: int = 20
     dataset: str = "mnist"
     seeds: tuple[int, ...] = (0, 1, 2)
-    restarts: int = 1  # models trained per seed; the lowest final training objective is kept
+    restarts: int = 1  # models trained per seed; the lowest objective on validation is kept
     categories: int = 10
     delta: int = 2
     mode_scale: float = 2.0  # lambda
@@ -154,6 +157,14 @@ def restart_seed(seed: int, restart: int) -> int:
     return seed + 1000 * restart
 
 
+def validation_objective(model: InfoCatVAE, val: ImageData, seed: int = 0) -> float:
+    """The training objective's mean over the validation images (their labels unused), with
+    the random draws of its stochastic terms fixed by ``seed``: what restarts are chosen by."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return evaluate(model, ImageData(val.images))["total"]
+
+
 def train_restart(
     config: InfoCatExperiment, seed: int, restart: int, train: ImageData
 ) -> tuple[InfoCatVAE, dict]:
@@ -170,10 +181,11 @@ def train_restart(
 
 
 def run(config: InfoCatExperiment) -> dict:
-    """Train config.model once per seed (the best of ``restarts`` by the final training
-    objective); write results/<name>.json and the first seed's checkpoint checkpoints/<name>.pt."""
-    train = load_images(config.dataset, "train")
-    test = load_images(config.dataset, "test")
+    """Train config.model once per seed (the best of ``restarts`` by the objective on the
+    validation images); measure on the validation and the test split; write
+    results/<name>.json and the first seed's checkpoint checkpoints/<name>.pt."""
+    data = {split: load_images(config.dataset, split) for split in ("train", *EVALUATED_SPLITS)}
+    train = data["train"]
     if config.train_size:
         train = train.subset(config.train_size, torch.Generator().manual_seed(0))
     train = ImageData(train.images, train.labels)
@@ -185,29 +197,32 @@ def run(config: InfoCatExperiment) -> dict:
     per_seed, checkpoints = [], {}
     start = time.perf_counter()
     for seed in config.seeds:
-        restarts, kept = [], None  # kept: (objective, restart, model, history, scores)
+        restarts, kept = [], None  # kept: (objective, restart, model, history)
         for restart in range(config.restarts):
             model, history = train_restart(config, seed, restart, train)
-            scores = measure(model, test, classifier, config.samples_per_category, seed)
-            objective = history["total"][-1]
+            objective = validation_objective(model, data["val"], seed)
+            scores = {
+                split: measure(model, data[split], classifier, config.samples_per_category, seed)
+                for split in EVALUATED_SPLITS
+            }
             restarts.append(
                 {
                     "restart": restart,
                     "seed": restart_seed(seed, restart),
-                    "final_objective": objective,
-                    "clustering_accuracy": scores["clustering_accuracy"],
-                    "conditional_generation_accuracy": scores["conditional_generation_accuracy"],
+                    "final_objective": history["total"][-1],
+                    "val_objective": objective,
+                    **scores,
                     "train_seconds": sum(history["seconds"]),  # kept by the run checkpoint
                 }
             )
             if kept is None or objective < kept[0]:
-                kept = (objective, restart, model, history, scores)
-        _, chosen, model, history, scores = kept
+                kept = (objective, restart, model, history)
+        _, chosen, model, history = kept
         per_seed.append(
             {
                 "seed": seed,
                 "restart": chosen,
-                **scores,
+                **{split: restarts[chosen][split] for split in EVALUATED_SPLITS},
                 "final_terms": {k: v[-1] for k, v in history.items()},
                 "restarts": restarts,
             }
@@ -216,15 +231,18 @@ def run(config: InfoCatExperiment) -> dict:
             path = config.seed_checkpoint(seed, first=seed == config.seeds[0])
             checkpoints[path.name] = save_model(path, model, history, config.epochs)
 
-    metrics = {
-        key: seed_summary([r[key] for r in per_seed])
-        for key in ("clustering_accuracy", "conditional_generation_accuracy")
-    }
-    metrics["classifier_test_accuracy"] = classifier_accuracy
+    def summary(split: str) -> dict:
+        keys = ("clustering_accuracy", "conditional_generation_accuracy")
+        return {key: seed_summary([r[split][key] for r in per_seed]) for key in keys}
+
+    metrics = {**summary("test"), "classifier_test_accuracy": classifier_accuracy}
     extra = {
         "seconds": time.perf_counter() - start,
         "runs": per_seed,
         "checkpoint_sha256": checkpoints,
         **environment(pick_device(config.device)),
     }
-    return write_results(config.results_path, config.model, config, metrics, extra)
+    selected_on = "val: restarts by their objective on the validation images"
+    return write_results(
+        config.results_path, config.model, config, metrics, extra, summary("val"), selected_on
+    )
