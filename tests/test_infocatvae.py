@@ -91,6 +91,44 @@ def test_loss_terms_equal_a_hand_computation():
     )
 
 
+def test_the_authors_weighting_is_an_information_weight_of_100_over_the_batch_size():
+    # the authors sum the ELBO over the batch and add 100 times the batch-mean cross-entropy of
+    # the information term; divided by B that is vaebook's per-example objective with
+    # info_weight = 100 / B (Adam does not see the overall scale)
+    batch = 16
+    model = _small(info_weight=100.0 / batch)
+    x = synthetic_images(batch)
+    parameters = list(model.parameters())
+    torch.manual_seed(5)
+    ours = torch.autograd.grad(model.loss(x)["total"], parameters)
+    torch.manual_seed(5)  # the same draws, in the same order: z, then the generated codes
+    logits, shared = model.features(x)
+    probs = logits.softmax(-1)
+    mean, logvar = model.head(shared)
+    z = model.head(shared, probs)
+    z = z[0] + (0.5 * z[1]).exp() * torch.randn_like(z[0])
+    categories, generated = model.information_samples(model.config.info_samples)
+    reconstruction = -bernoulli_log_likelihood(model.decoder(z), x).sum()
+    prior = model.means.expand_as(mean)
+    kl = (probs * kl_normal(mean, logvar, prior, torch.zeros_like(prior))).sum()
+    neg_entropy = (probs * logits.log_softmax(-1)).sum()
+    read = model.category_logits(model.decode(generated))
+    info = torch.nn.functional.cross_entropy(read, categories)
+    authors = reconstruction + kl + neg_entropy + 100.0 * info
+    for mine, theirs in zip(ours, torch.autograd.grad(authors, parameters), strict=True):
+        torch.testing.assert_close(mine, theirs / batch, rtol=1e-4, atol=1e-6)
+
+
+def test_decoder_dropout_is_the_authors_and_only_in_training():
+    model = _small(decoder_dropout=0.25)
+    assert any(isinstance(m, torch.nn.Dropout) for m in model.decoder.modules())
+    z = torch.randn(8, model.config.latent_dim)
+    assert not torch.equal(model.train().decode(z), model.decode(z))  # a fresh mask each call
+    assert torch.equal(model.eval().decode(z), model.decode(z))
+    with pytest.raises(ValueError, match="decoder_dropout needs arch='mlp'"):
+        InfoCatVAEConfig(arch="conv", decoder_dropout=0.25)
+
+
 def test_information_term_reaches_encoder_and_decoder():
     model = _small(info_weight=100.0)
     info = model.information_term(per_category=4)

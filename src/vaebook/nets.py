@@ -34,14 +34,19 @@ def mlp(
     sizes: Sequence[int],
     activation: Callable[[], nn.Module] = nn.ReLU,
     last_activation: bool = True,
+    dropout: float = 0.0,
 ) -> nn.Sequential:
     """Linear layers between consecutive sizes, an activation after each (after the last too
-    unless last_activation=False). mlp([784, 400, 20]) is 784 -> 400 -> 20."""
+    unless last_activation=False), and Dropout(dropout) after each hidden activation when
+    dropout > 0. mlp([784, 400, 20]) is 784 -> 400 -> 20."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
-        if last_activation or i < len(sizes) - 2:
+        hidden = i < len(sizes) - 2
+        if last_activation or hidden:
             layers.append(activation())
+        if dropout > 0 and hidden:
+            layers.append(nn.Dropout(dropout))
     return nn.Sequential(*layers)
 
 
@@ -131,7 +136,8 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-    """Hidden layers with `activation`, then a linear map to every pixel.
+    """Hidden layers with `activation` (and dropout, when > 0, in training), then a linear map
+    to every pixel.
 
     z: (B, D) -> (B, C, H, W).
     """
@@ -142,11 +148,12 @@ class MLPDecoder(nn.Module):
         image_shape: Sequence[int],
         hidden: Sequence[int] = (400,),
         activation: str = "relu",
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.image_shape = tuple(image_shape)
         sizes = [latent_dim, *reversed(hidden), int(torch.Size(image_shape).numel())]
-        self.net = mlp(sizes, activation_layer(activation), last_activation=False)
+        self.net = mlp(sizes, activation_layer(activation), last_activation=False, dropout=dropout)
 
     def forward(self, z: Tensor) -> Tensor:
         return self.net(z).view(-1, *self.image_shape)
@@ -253,10 +260,14 @@ def make_decoder(
     arch: str,
     hidden: Sequence[int],
     activation: str = "relu",
+    dropout: float = 0.0,
 ) -> nn.Module:
-    """A decoder by name, the mirror of make_encoder."""
+    """A decoder by name, the mirror of make_encoder; ``dropout`` (MLP only) after each hidden
+    layer."""
     if arch == "mlp":
-        return MLPDecoder(latent_dim, image_shape, hidden, activation)
+        return MLPDecoder(latent_dim, image_shape, hidden, activation, dropout)
+    if dropout > 0:
+        raise ValueError(f"decoder dropout is for arch='mlp'; use dropout=0.0 with arch={arch!r}")
     if arch == "conv":
         return ConvDecoder(latent_dim, image_shape, hidden[-1], activation)
     raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")

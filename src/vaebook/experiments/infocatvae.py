@@ -73,6 +73,8 @@ class InfoCatExperiment(RunSettings):
     consistency_shear: float = 0.0  # their largest horizontal shear (slant)
     consistency_adversarial: float = 0.0  # L2 norm of a VAT perturbation added to them
     deskew: bool = False  # ours: the encoder reads deskewed images
+    dropout: float = 0.0  # on the encoder's features (the authors': 0.25)
+    decoder_dropout: float = 0.0  # after the decoder's hidden layer (the authors': 0.25)
     arch: str = "mlp"
     hidden: tuple[int, ...] = (400,)
     samples_per_category: int = 100
@@ -113,6 +115,8 @@ class InfoCatExperiment(RunSettings):
             consistency_shear=self.consistency_shear,
             consistency_adversarial=self.consistency_adversarial,
             deskew=self.deskew,
+            dropout=self.dropout,
+            decoder_dropout=self.decoder_dropout,
         )
         if self.model == "gumbel":
             return GumbelCatVAE(GumbelCatVAEConfig(**common))

@@ -42,7 +42,9 @@ class InfoCatVAEConfig:
     mode_scale: float = 2.0  # lambda, the norm of every prior mean
     hidden: tuple[int, ...] = (400,)
     arch: str = "mlp"
-    dropout: float = 0.0  # only active in training (the authors' code leaves it on at test time)
+    dropout: float = 0.0  # on the encoder's features, in training only (the authors': 0.25, on
+    # at test time too)
+    decoder_dropout: float = 0.0  # after the MLP decoder's hidden layer (the authors': 0.25)
     kl_weight: float = 1.0
     entropy_weight: float = 1.0
     info_weight: float = 0.0  # 0: CatVAE; the authors' InfoCatVAE uses 100
@@ -77,6 +79,9 @@ class InfoCatVAEConfig:
         require_sizes("hidden", self.hidden, example=(400,))
         require_choice("arch", self.arch, ("mlp", "conv"))
         require_real("dropout", self.dropout, example=0.0, below=1.0)
+        require_real("decoder_dropout", self.decoder_dropout, example=0.0, below=1.0)
+        if self.decoder_dropout > 0 and self.arch != "mlp":
+            raise ValueError("decoder_dropout needs arch='mlp'; use decoder_dropout=0.0")
         for name in ("kl_weight", "entropy_weight", "info_weight"):
             require_real(name, getattr(self, name), example=1.0 if name != "info_weight" else 0.0)
         require_int("info_samples", self.info_samples, 1, example=10)
@@ -128,7 +133,9 @@ class InfoCatVAE(nn.Module):
         # Linear([h, onehot(c)]) = shared(h) + bias[c]: all K heads in one operation
         self.shared_head = nn.Linear(features, 2 * d)
         self.category_bias = nn.Parameter(torch.zeros(k, 2 * d))
-        self.decoder = make_decoder(d, config.image_shape, config.arch, config.hidden)
+        self.decoder = make_decoder(
+            d, config.image_shape, config.arch, config.hidden, dropout=config.decoder_dropout
+        )
         self.register_buffer("means", prior_means(k, config.delta, config.mode_scale))
 
     # -- encoder ----------------------------------------------------------------------------
