@@ -13,6 +13,7 @@ from vaebook.cli import main
 from vaebook.data import SpritesData
 from vaebook.experiments import favae as favae_experiments
 from vaebook.experiments.favae import views as favae_views
+from vaebook.experiments.favae.condition import seen_combinations
 from vaebook.models import FAVAE, FAVAEConfig, FAVAESchedule
 from vaebook.train import load_checkpoint
 
@@ -269,3 +270,9 @@ def test_chapter_7s_mnist_run_writes_a_checkpoint_the_chapter_can_load(tmp_path)
     load_checkpoint(tmp_path / "favae-mnist.pt", model)
     checkpoint = tmp_path / "favae-mnist.pt"
     assert results["checkpoint_sha256"][checkpoint.name] == file_sha256(checkpoint)
+
+
+def test_generation_is_split_into_combinations_seen_and_unseen_in_training():
+    train_attributes = torch.tensor([[0, 1, 2, 3], [5, 5, 5, 5], [0, 1, 2, 3]])
+    combinations = torch.tensor([[0, 1, 2, 3], [3, 2, 1, 0], [5, 5, 5, 5], [5, 5, 5, 4]])
+    assert seen_combinations(combinations, train_attributes).tolist() == [True, False, True, False]

@@ -40,6 +40,30 @@ def test_a_table_pools_seed_files_and_marks_what_was_not_measured(tmp_path):
     assert lines[4] == "| settings chosen on | the authors | the paper | validation |"
 
 
+def test_a_validation_column_reads_the_validation_metrics(tmp_path):
+    for name, test, val in (("new", 0.5, 0.75), ("new-seed1", 0.7, 0.25)):
+        results = {
+            "experiment": name,
+            "metrics": {"acc": test, "probe": {"z": {"train": 1.0, "test": test}}},
+            "val_metrics": {"acc": val, "probe": {"z": {"train": 1.0, "val": val}}},
+        }
+        (tmp_path / f"{name}.json").write_text(json.dumps(results))
+    write(tmp_path, "old", {"acc": 0.9, "probe": {"z": {"test": 0.9}}})
+    seeds = ("new", "new-seed1")
+    table = results_table(
+        {"accuracy": "acc", "z probe": "probe.z.test"},
+        [
+            Column("validation", seeds, "validation", folder=tmp_path, split="val"),
+            Column("test", seeds, "validation", folder=tmp_path),
+            Column("old, validation", "old", "test", folder=tmp_path, split="val"),
+        ],
+    ).splitlines()
+    assert table[2] == "| accuracy | 0.5 ± 0.4 (2 seeds) | 0.6 ± 0.1 (2 seeds) | – |"
+    assert table[3] == "| z probe | 0.5 ± 0.4 (2 seeds) | 0.6 ± 0.1 (2 seeds) | – |"
+    with pytest.raises(ValueError, match="split must be one of"):
+        values({"metrics": {}}, "acc", split="train")
+
+
 def test_a_row_may_name_its_own_file(tmp_path):
     write(tmp_path, "one", {"acc": 0.25})
     write(tmp_path, "two", {"r2": {"per_seed": [0.5, 0.7]}})

@@ -13,7 +13,9 @@ A chapter builds its one table in a few lines::
 A metric path is dotted into a results file's ``metrics`` (``"per-image.z_mean.test"``,
 ``"generation_accuracy.all"``, ``"betas.3.rate"``); a value with ``per_seed`` gives one number
 per seed, a plain number one; a column may pool several files (one per seed), and a row may
-name its own file (``"favae-domain:favae_translation_accuracy"``).
+name its own file (``"favae-domain:favae_translation_accuracy"``). A column reads the test
+split's numbers (``metrics``) or, with ``split="val"``, the validation split's (``val_metrics``,
+where a path's ``test`` part reads ``val``), so a table can show both side by side.
 """
 
 from __future__ import annotations
@@ -68,11 +70,22 @@ def read(name: str, folder: str | Path | None = None) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def values(results: dict, metric: str, scale: float = 1.0) -> list[float]:
-    """The per-seed values of ``metric`` (a dotted path into ``results["metrics"]``; a
+SPLITS = ("val", "test")
+
+
+def values(results: dict, metric: str, scale: float = 1.0, split: str = "test") -> list[float]:
+    """The per-seed values of ``metric`` (a dotted path into ``results["metrics"]``, or with
+    ``split="val"`` into ``results["val_metrics"]`` with its ``test`` parts read as ``val``; a
     whole-number part indexes a list)."""
-    node = results["metrics"]
-    for key in metric.split("."):  # a whole-number key indexes a list: "betas.3.rate"
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
+    keys = metric.split(".")
+    if split == "val":
+        keys = ["val" if key == "test" else key for key in keys]
+    node = results.get("metrics" if split == "test" else "val_metrics")
+    if node is None:
+        raise KeyError(f"{results.get('experiment', 'results')} has no validation metrics")
+    for key in keys:  # a whole-number key indexes a list: "betas.3.rate"
         if isinstance(node, list) and key.isdigit() and int(key) < len(node):
             node = node[int(key)]
         elif isinstance(node, Mapping) and key in node:
@@ -87,14 +100,15 @@ def values(results: dict, metric: str, scale: float = 1.0) -> list[float]:
 @dataclass(frozen=True)
 class Column:
     """One column of ours: its title, its results files (one, or one per seed, pooled; a row's
-    "file:metric" names its own), the split its settings were chosen on, and a scale for every
-    value (100 for percentages)."""
+    "file:metric" names its own), the split its settings were chosen on, a scale for every
+    value (100 for percentages) and the split it reports ('test', or 'val')."""
 
     title: str
     files: str | Sequence[str]
     chosen_on: str
     scale: float = 1.0
     folder: str | Path | None = None
+    split: str = "test"
 
     def estimate(self, metric: str) -> Estimate | None:
         """``metric``'s values pooled over the column's files; "file:metric" reads that file
@@ -106,7 +120,7 @@ class Column:
         found: list[float] = []
         for name in names:
             try:
-                found += values(read(name, self.folder), metric, self.scale)
+                found += values(read(name, self.folder), metric, self.scale, self.split)
             except KeyError:
                 return None
         return Estimate(tuple(found))

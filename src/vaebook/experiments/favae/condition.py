@@ -10,6 +10,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 from vaebook import fa
 from vaebook.data import SpritesData
@@ -45,6 +46,13 @@ def categorical_reading_layer(
     direction (Hastie et al., ESL section 4.2); the probit views do not."""
     data = condition_data(replace(config, label_views="categorical"), train)
     return model.reading_layer(data, sweeps=READING_SWEEPS)
+
+
+def seen_combinations(combinations: Tensor, train_attributes: Tensor) -> Tensor:
+    """Which rows of ``combinations`` (M, A) some training image has as its attributes (N, A),
+    values 0..SPRITES_VALUES-1: (M,) bool."""
+    digits = SPRITES_VALUES ** torch.arange(combinations.shape[1])
+    return torch.isin(combinations.cpu() @ digits, train_attributes.cpu() @ digits)
 
 
 def run_condition(
@@ -92,9 +100,21 @@ def run_condition(
             "attribute_accuracy_real_views": read["attribute_accuracy"],
             "reading_layer_factors": layer.k,
         }
+    generated_read = reader.read(generated)
+    # combinations no training character has: what the model composes rather than recalls
+    seen = seen_combinations(combinations, train.attributes)
+    by_novelty = {
+        f"generation_accuracy_{kind}": attribute_agreement(
+            generated_read[mask], combinations[mask], names
+        )
+        for kind, mask in (("seen", seen), ("unseen", ~seen))
+        if mask.any()
+    }
     metrics = {
         **read,
-        "generation_accuracy": attribute_agreement(reader.read(generated), combinations, names),
+        "generation_accuracy": attribute_agreement(generated_read, combinations, names),
+        **by_novelty,
+        "combinations_seen_in_training": int(seen.sum()),
         # the ceiling of generation: what the reader sees in the decoder's own reconstructions
         "reconstruction_accuracy": attribute_agreement(
             reader.read(reconstructions(model.vaes["image"], test.images)), test.attributes, names
