@@ -5,7 +5,15 @@ import json
 
 import pytest
 
-from vaebook.results import Column, Estimate, notes_table, results_table, values
+from vaebook.results import (
+    DIRTY,
+    DIRTY_NOTE,
+    Column,
+    Estimate,
+    notes_table,
+    results_table,
+    values,
+)
 
 
 def write(folder, name, metrics):
@@ -62,6 +70,22 @@ def test_a_validation_column_reads_the_validation_metrics(tmp_path):
     assert table[3] == "| z probe | 0.5 ± 0.4 (2 seeds) | 0.6 ± 0.1 (2 seeds) | – |"
     with pytest.raises(ValueError, match="split must be one of"):
         values({"metrics": {}}, "acc", split="train")
+
+
+def test_numbers_from_uncommitted_code_are_marked_and_explained(tmp_path):
+    for name, commit in (("clean", "abc"), ("edited", "abc-dirty")):
+        (tmp_path / f"{name}.json").write_text(
+            json.dumps({"experiment": name, "metrics": {"acc": 0.5}, "git_commit": commit})
+        )
+    clean = Column("clean", "clean", "the paper", folder=tmp_path)
+    table = results_table({"accuracy": "acc"}, [clean])
+    assert DIRTY not in table
+    edited = Column("edited", ("clean", "edited"), "the paper", folder=tmp_path)
+    table = results_table({"accuracy": "acc"}, [clean, edited]).splitlines()
+    assert table[2] == f"| accuracy | 0.500 (1 seed) | 0.500 (2 seeds) {DIRTY} |"
+    assert table[-1] == DIRTY_NOTE
+    notes = notes_table([("edited", "an edit")], {"acc": "acc"}, folder=tmp_path)
+    assert DIRTY in notes.splitlines()[2] and notes.endswith(DIRTY_NOTE)
 
 
 def test_a_row_may_name_its_own_file(tmp_path):

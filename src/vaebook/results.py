@@ -30,13 +30,20 @@ from pathlib import Path
 from vaebook.assets import asset
 
 MISSING = "–"  # a cell with nothing measured
+DIRTY = "†"  # a number made by package code with uncommitted edits
+DIRTY_NOTE = (
+    f"{DIRTY} made by package code with uncommitted edits (the results file records the commit "
+    "it started from): its command run at that commit may not give exactly this number."
+)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """One metric over seeds: the values, their mean and sample standard deviation."""
+    """One metric over seeds: the values, their mean and sample standard deviation, and
+    whether a file they came from was made by code with uncommitted edits (marked DIRTY)."""
 
     values: tuple[float | int, ...]
+    dirty: bool = False
 
     @property
     def mean(self) -> float:
@@ -47,6 +54,9 @@ class Estimate:
         return statistics.stdev(self.values) if len(self.values) > 1 else 0.0
 
     def __str__(self) -> str:
+        return self._number() + (f" {DIRTY}" if self.dirty else "")
+
+    def _number(self) -> str:
         seeds = f"{len(self.values)} seed{'s' if len(self.values) > 1 else ''}"
         if self.spread > 0:
             places = decimals(self.spread)
@@ -118,12 +128,15 @@ class Column:
             name, metric = metric.split(":", 1)
             names = [name]
         found: list[float] = []
+        dirty = False
         for name in names:
+            results = read(name, self.folder)
+            dirty |= str(results.get("git_commit", "")).endswith("-dirty")
             try:
-                found += values(read(name, self.folder), metric, self.scale, self.split)
+                found += values(results, metric, self.scale, self.split)
             except KeyError:
                 return None
-        return Estimate(tuple(found))
+        return Estimate(tuple(found), dirty)
 
     def cell(self, metric: str) -> str:
         """The table cell of ``metric``: its estimate, or MISSING where it was not measured."""
@@ -139,7 +152,8 @@ def results_table(
 ) -> str:
     """A Markdown table: one row per metric (label -> metric path), the paper's numbers as
     given (text: a number, or "figure only"), then each column of ours; a last row says the
-    split each column's settings were chosen on."""
+    split each column's settings were chosen on, and a line under the table explains DIRTY
+    when a cell carries it."""
     titles = ([paper_title] if paper is not None else []) + [c.title for c in columns]
     lines = [
         "| | " + " | ".join(titles) + " |",
@@ -151,6 +165,8 @@ def results_table(
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     chosen = (["the authors"] if paper is not None else []) + [c.chosen_on for c in columns]
     lines.append("| settings chosen on | " + " | ".join(chosen) + " |")
+    if any(DIRTY in line for line in lines[2:]):
+        lines += ["", DIRTY_NOTE]
     return "\n".join(lines)
 
 
@@ -159,18 +175,22 @@ def notes_table(
     metrics: Mapping[str, str],
     folder: str | Path | None = None,
     scale: float = 1.0,
+    split: str = "test",
 ) -> str:
     """A lab-notes table: one row per run, (results file name, what changed and what it did, in
-    one line), then each metric (column label -> metric path) with its seeds and spread."""
+    one line), then each metric (column label -> metric path) with its seeds and spread, on the
+    test split or, with ``split="val"``, the validation split."""
     lines = [
         "| what changed, and what it did | " + " | ".join(metrics) + " | results file |",
         "| --- |" + " --- |" * (len(metrics) + 1),
     ]
     for name, change in runs:
-        column = Column(change, name, "", scale, folder)
+        column = Column(change, name, "", scale, folder, split)
         cells = [
             str(e) if (e := column.estimate(m)) is not None else MISSING for m in metrics.values()
         ]
         # plain text, not a code span: a long name may break at its hyphens to fit the column
         lines.append(f"| {change} | " + " | ".join(cells) + f" | {name}.json |")
+    if any(DIRTY in line for line in lines[2:]):
+        lines += ["", DIRTY_NOTE]
     return "\n".join(lines)

@@ -34,6 +34,12 @@ from vaebook.train import evaluate, pick_device, seed_everything
 
 MODELS = ("infocatvae", "catvae", "gumbel")
 
+# The authors' effective objective (their code): the ELBO summed over a batch of 128 plus 100 times
+# the batch-mean information cross-entropy is, per image, an information weight of 100 / 128; and
+# dropout 0.25 on the encoder's and the decoder's hidden layer. Their cross-entropy of softmax
+# outputs (a second softmax) is left out: the package scores logits.
+AUTHORS_SETTINGS = {"info_weight": 100.0 / 128, "dropout": 0.25, "decoder_dropout": 0.25}
+
 # Ours, not the paper's (chapter 3, section 5): wider modes, a batch-level balance term instead of
 # the per-image entropy penalty, a heavier KL on z so that the category carries more, and a
 # consistency term that keeps the category of randomly moved copies under a small adversarial
