@@ -63,7 +63,7 @@ def main() -> None:
             device="cpu",
             progress=False,
         )
-        train, _ = sprites_split(characters, 1, config.frames)
+        train = sprites_split(characters, 1, config.frames).train
         torch.manual_seed(0)
         model = FAVAE(config.model_config(("image",)))
         history = fit_rounds(

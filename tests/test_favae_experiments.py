@@ -17,22 +17,26 @@ from vaebook.experiments.favae.condition import seen_combinations
 from vaebook.models import FAVAE, FAVAEConfig, FAVAESchedule
 from vaebook.train import load_checkpoint
 
-TRAIN_CHARACTERS, TEST_CHARACTERS = 12, 4
+CHARACTERS, TEST_CHARACTERS, VAL_CHARACTERS = 16, 4, 2  # VAL: the runs' val_characters
+TRAIN_CHARACTERS = CHARACTERS - TEST_CHARACTERS - VAL_CHARACTERS
+LOADER_SPLITS = {"train": [0, 1, 3, 4, 5, 6, 8, 9, 10, 11], "val": [2, 7], "test": [12, 13, 14, 15]}
 NAMES = ("body", "bottomwear", "topwear", "hair")
 
 
 def tiny_sprites(split: str, root=None, device="cpu") -> SpritesData:
-    """load_sprites' layout for 16 characters (12 train, 4 test), 3 actions x 3 directions x
-    2 frames, random pixels; character c has hair c % 2, so every hair has several characters
-    on both sides of the experiments' random split."""
-    first = 0 if split == "train" else TRAIN_CHARACTERS
-    count = TRAIN_CHARACTERS if split == "train" else TEST_CHARACTERS
-    grid = torch.meshgrid(*(torch.arange(s) for s in (count, 3, 3, 2)), indexing="ij")
-    character, action, direction, frame = (g.reshape(-1) for g in grid)
-    character = character + first
+    """load_sprites' layout for 16 characters (10 train, 2 val among them, the last 4 test), 3
+    actions x 3 directions x 2 frames, random pixels (seeded by the character); character c has
+    hair c % 2, so every hair has several characters on each side of the experiments' random
+    split."""
+    ids = torch.tensor(LOADER_SPLITS[split])
+    grid = torch.meshgrid(*(torch.arange(s) for s in (len(ids), 3, 3, 2)), indexing="ij")
+    row, action, direction, frame = (g.reshape(-1) for g in grid)
+    character = ids[row]
     attributes = torch.stack([character % 6, character // 6, character % 3, character % 2], 1)
-    generator = torch.Generator().manual_seed(first)
-    images = torch.randint(256, (len(character), 3, 64, 64), generator=generator, dtype=torch.uint8)
+    seeded = (torch.Generator().manual_seed(int(c)) for c in ids)
+    images = torch.cat(
+        [torch.randint(256, (18, 3, 64, 64), generator=g, dtype=torch.uint8) for g in seeded]
+    )
     return SpritesData(
         images=images,
         labels=character,
@@ -60,7 +64,7 @@ QUICK = [
     "--set", "frames=0", "--set", "rounds=1", "--set", "warmup_epochs=1",
     "--set", "first_sweeps=5", "--set", "sweeps=2", "--set", "latent_dim=4",
     "--set", "factors=6", "--set", "classifier_epochs=1", "--set", "combinations=12",
-    "--device", "cpu", "--no-progress",
+    "--set", f"val_characters={VAL_CHARACTERS}", "--device", "cpu", "--no-progress",
 ]  # fmt: skip
 METRICS = {
     "condition": {
@@ -93,6 +97,11 @@ def test_experiment_writes_results_and_a_loadable_checkpoint(experiment, tmp_pat
     assert METRICS[experiment] <= set(results["metrics"])
     assert set(results["metrics"]["classifier_test_accuracy"]) == set(NAMES)
     assert results["train_images"] == TRAIN_CHARACTERS * 9 and results["test_images"] == 36
+    # trained once, measured on the validation characters too, with the test's keys
+    assert (
+        results["val_images"] == VAL_CHARACTERS * 9 and results["selected_on"] == "nothing chosen"
+    )
+    assert list(results["val_metrics"]) == list(results["metrics"])
     state = torch.load(checkpoint_dir / f"favae-{experiment}.pt", weights_only=True)
     model = FAVAE(FAVAEConfig(**state["model_config"]))
     load_checkpoint(checkpoint_dir / f"favae-{experiment}.pt", model)
@@ -169,12 +178,13 @@ def test_condition_with_one_hot_real_label_views_and_the_side_prior(tmp_path):
     # the categorical reading layer is kept and reads the recorded accuracy again
     layer = torch.load(favae_experiments.reading_layer_path(config), weights_only=True)["layer"]
     assert all(isinstance(layer.views[name], fa.Categorical) for name in NAMES)
-    _, test = favae_experiments.split_for(config)
-    source = {"image": model.encode("image", test.images)}
-    predicted = torch.stack([layer.predict(source, n).argmax(1) for n in NAMES], 1)
-    expected = results["metrics"]["attribute_accuracy"]
-    agreement = favae_experiments.attribute_agreement(predicted, test.attributes, NAMES)
-    assert agreement == pytest.approx(expected)
+    split = favae_experiments.split_for(config)
+    for key, held_out in (("metrics", split.test), ("val_metrics", split.val)):
+        source = {"image": model.encode("image", held_out.images)}
+        predicted = torch.stack([layer.predict(source, n).argmax(1) for n in NAMES], 1)
+        expected = results[key]["attribute_accuracy"]
+        agreement = favae_experiments.attribute_agreement(predicted, held_out.attributes, NAMES)
+        assert agreement == pytest.approx(expected), key
 
 
 def test_label_view_is_the_probit_view_or_the_one_hot_real_view():
@@ -209,12 +219,50 @@ def test_a_killed_run_resumed_with_resume_ends_as_an_uninterrupted_run(tmp_path)
 def test_run_refuses_a_split_its_config_does_not_describe_and_load_run_names_the_command(
     tmp_path,
 ):
-    config = favae_experiments.FAVAEExperiment(train_characters=5, test_characters=2, frames=(0,))
-    other = favae_experiments.split_for(replace(config, train_characters=6))
-    with pytest.raises(ValueError, match="split_for"):
-        favae_experiments.run(config, other)
+    config = favae_experiments.FAVAEExperiment(
+        train_characters=5, test_characters=2, val_characters=VAL_CHARACTERS, frames=(0,)
+    )
+    for change in ({"train_characters": 6}, {"val_characters": 0}, {"val_characters": 1}):
+        other = favae_experiments.split_for(replace(config, **change))
+        with pytest.raises(ValueError, match="split_for"):
+            favae_experiments.run(config, other)
+    with pytest.raises(ValueError, match="val_characters must be >= 0"):
+        favae_experiments.FAVAEExperiment(val_characters=-1)
+    with pytest.raises(ValueError, match="lower val_characters"):
+        favae_experiments.split_for(replace(config, val_characters=CHARACTERS - TEST_CHARACTERS))
     with pytest.raises(FileNotFoundError, match="reproduce favae-domain"):
         favae_experiments.load_run("domain", tmp_path, tmp_path)
+
+
+def test_the_split_holds_disjoint_characters_and_validation_leaves_the_test_ones_alone():
+    config = favae_experiments.FAVAEExperiment(val_characters=VAL_CHARACTERS, frames=(0, 1))
+    split = favae_experiments.split_for(config)
+    sets = [set(part.character.tolist()) for part in split]  # train, val, test
+    assert [len(s) for s in sets] == [TRAIN_CHARACTERS, VAL_CHARACTERS, TEST_CHARACTERS]
+    assert set.union(*sets) == set(range(CHARACTERS))  # disjoint (sizes add up) and the pool
+    for part in split:  # the files' row order: character, action, direction, frame
+        assert torch.equal(part.character, part.character.sort().values)
+        assert len(part) == len(part.character.unique()) * 18
+    without = favae_experiments.split_for(replace(config, val_characters=0))
+    assert without.val is None
+    assert torch.equal(without.test.character, split.test.character)
+    assert torch.equal(without.test.images, split.test.images)
+    # without validation the training set takes the validation characters back
+    assert set(without.train.character.tolist()) == sets[0] | sets[1]
+
+
+def test_a_run_without_validation_characters_and_an_old_results_file_load_as_none(tmp_path):
+    folders = ["--results-dir", str(tmp_path), "--checkpoint-dir", str(tmp_path)]
+    flags = ["--set", "val_characters=0"]
+    assert main(["reproduce", "favae-condition", *QUICK, *flags, *folders]) == 0
+    path = tmp_path / "favae-condition.json"
+    results = json.loads(path.read_text())
+    assert "val_metrics" not in results and "val_images" not in results
+    assert results["train_images"] == (CHARACTERS - TEST_CHARACTERS) * 9
+    del results["config"]["val_characters"]  # as the files written before the field
+    path.write_text(json.dumps(results))
+    _, config, _ = favae_experiments.load_run("condition", tmp_path, tmp_path)
+    assert config.val_characters == 0 and favae_experiments.split_for(config).val is None
 
 
 def test_round_seconds_are_medians_over_the_rounds_between_the_first_and_the_refit():

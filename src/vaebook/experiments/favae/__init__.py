@@ -38,6 +38,7 @@ from vaebook.experiments.favae.evaluation import (
     fit_favae,
     fraction_equal,
     posterior_means,
+    reader_accuracy,
     reconstruction_scores,
     reconstructions,
     round_seconds,
@@ -48,6 +49,7 @@ from vaebook.experiments.favae.private_shared import pose_probes, run_private_sh
 from vaebook.experiments.favae.transfer import run_transfer
 from vaebook.experiments.favae.views import (
     POSE_FACTORS,
+    FAVAESplit,
     action_images,
     attribute_views,
     condition_data,
@@ -72,43 +74,55 @@ RUNS = {
 }
 
 
-def split_for(config: FAVAEExperiment) -> tuple[SpritesData, SpritesData]:
-    """The (train, test) Sprites split of `config` (characters, frames, seed)."""
+def split_for(config: FAVAEExperiment) -> FAVAESplit:
+    """The (train, val, test) Sprites split of `config` (characters, frames, seed); val is None
+    when `config.val_characters` is 0."""
     return sprites_split(
-        config.train_characters, config.test_characters, config.frames, config.seed
+        config.train_characters,
+        config.test_characters,
+        config.frames,
+        config.seed,
+        config.val_characters,
     )
 
 
-def _check_split(config: FAVAEExperiment, train: SpritesData, test: SpritesData) -> None:
+def _check_split(config: FAVAEExperiment, split: FAVAESplit) -> None:
     """Refuse a split that `config` does not describe: the results would misreport it."""
+    wanted = tuple(sorted(config.frames))
     for name, data, characters in (
-        ("train", train, config.train_characters),
-        ("test", test, config.test_characters),
+        ("train", split.train, config.train_characters),
+        ("val", split.val, config.val_characters),  # val None holds 0 characters
+        ("test", split.test, config.test_characters),
     ):
-        found = len(data.character.unique())
-        frames = tuple(sorted(data.frame.unique().tolist()))
-        if (characters is not None and found != characters) or frames != tuple(
-            sorted(config.frames)
-        ):
+        found = 0 if data is None else len(data.character.unique())
+        frames = wanted if data is None else tuple(sorted(data.frame.unique().tolist()))
+        if (characters is not None and found != characters) or frames != wanted:
             raise ValueError(
                 f"the {name} split holds {found} characters at frames {frames}, but the config "
                 f"asks for {characters} at {config.frames}; make it with split_for(config)"
             )
 
 
-def run(config: FAVAEExperiment, split: tuple[SpritesData, SpritesData] | None = None) -> dict:
+def run(config: FAVAEExperiment, split: FAVAESplit | None = None) -> dict:
     """Run config.experiment; write results/favae-<experiment>.json and the FA-VAE's checkpoint
     checkpoints/favae-<experiment>.pt (VAE weights and the factor-analysis layer).
 
-    split: (train, test) from `split_for(config)` when the caller holds it already (the chapter
-    runs the four experiments on one split); None: loaded here.
+    The models train once on the train split; the results hold `metrics` measured on the test
+    split and, with `config.val_characters`, `val_metrics` (the same keys) on the validation
+    split. split: from `split_for(config)` when the caller holds it already (the chapter runs
+    the four experiments on one split); None: loaded here.
     """
     start = time.perf_counter()
-    train, test = split if split is not None else split_for(config)
-    _check_split(config, train, test)
-    reader, reader_accuracy = attribute_reader(config, train, test)
-    model, metrics, extra = RUNS[config.experiment](config, train, test, reader)
-    metrics["classifier_test_accuracy"] = reader_accuracy
+    split = split if split is not None else split_for(config)
+    _check_split(config, split)
+    reader, _ = attribute_reader(config, split.train, split.test)
+    model, measure, extra = RUNS[config.experiment](config, split.train, reader)
+
+    def measured(data: SpritesData) -> dict:
+        return {**measure(data), "classifier_test_accuracy": reader_accuracy(reader, data)}
+
+    metrics = measured(split.test)
+    val_metrics = measured(split.val) if split.val is not None else None
     history = extra["history"]
     model.fa = model.fa.for_prediction()  # the book predicts; resuming reads the run checkpoint
     checkpoint_sha256 = {
@@ -118,14 +132,23 @@ def run(config: FAVAEExperiment, split: tuple[SpritesData, SpritesData] | None =
     }
     extra = {
         **extra,
-        "train_images": len(train),
-        "test_images": len(test),
+        "train_images": len(split.train),
+        **({"val_images": len(split.val)} if split.val is not None else {}),
+        "test_images": len(split.test),
         "seconds": time.perf_counter() - start,
         "train_seconds": training_seconds(history),
         "checkpoint_sha256": checkpoint_sha256,
         **environment(model.device),
     }
-    return write_results(config.results_path, config.name, config, metrics, extra)
+    return write_results(
+        config.results_path,
+        config.name,
+        config,
+        metrics,
+        extra,
+        val_metrics=val_metrics,
+        selected_on="nothing chosen",  # FA-VAE runs choose nothing among candidates
+    )
 
 
 def load_run(
@@ -150,7 +173,8 @@ def load_run(
             f"`python -m vaebook reproduce favae-{experiment} --publish`"
         )
     results = json.loads(results_path.read_text())
-    config = FAVAEExperiment(**results["config"])
+    # files written before the validation split trained on every non-test character: 0 held out
+    config = FAVAEExperiment(**{"val_characters": 0, **results["config"]})
     model = FAVAE(FAVAEConfig(**load_state(checkpoint)["model_config"]))
     load_checkpoint(checkpoint, model)
     return results, config, model.eval()
@@ -161,6 +185,7 @@ __all__ = [
     "EXPERIMENT_NAMES",
     "LABEL_VIEWS",
     "FAVAEExperiment",
+    "FAVAESplit",
     "run",
     "load_run",
     "split_for",
@@ -178,6 +203,7 @@ __all__ = [
     "fit_favae",
     "fraction_equal",
     "posterior_means",
+    "reader_accuracy",
     "reconstruction_scores",
     "reconstructions",
     "round_seconds",

@@ -17,6 +17,7 @@ from vaebook.data import SpritesData
 from vaebook.experiments.classifier import SPRITES_VALUES, AttributeReader
 from vaebook.experiments.favae.config import FAVAEExperiment
 from vaebook.experiments.favae.evaluation import (
+    Measure,
     attribute_agreement,
     code_probes,
     fit_favae,
@@ -56,78 +57,85 @@ def seen_combinations(combinations: Tensor, train_attributes: Tensor) -> Tensor:
 
 
 def run_condition(
-    config: FAVAEExperiment, train: SpritesData, test: SpritesData, reader: AttributeReader
-) -> tuple[FAVAE, dict, dict]:
-    """FA-VAE on the images, the attributes and the pose, against a vanilla VAE: attributes
-    read from test images, images generated for attribute combinations at test poses and read
-    back by `reader`, and both models' reconstruction and KL. Returns (model, metrics, extra)."""
+    config: FAVAEExperiment, train: SpritesData, reader: AttributeReader
+) -> tuple[FAVAE, Measure, dict]:
+    """FA-VAE on the images, the attributes and the pose, against a vanilla VAE, both trained
+    once on `train`. Returns (model, measure, extra): measure(data) gives the metrics on a held-
+    out split's images: attributes read from them, images generated for attribute combinations
+    at their poses and read back by `reader`, and both models' reconstruction and KL."""
     names = train.attribute_names
     model, history = fit_favae(config, ("image",), condition_data(config, train))
     # the vanilla VAE keeps the plain ELBO (beta 1) whatever KL weight the FA-VAE uses
     vanilla = replace(model.config.vae_config(), beta=1.0)
     vae, vae_history = train_vae(config, "vae", vanilla, train.images, config.epochs)
-
-    source = {"image": model.encode("image", test.images)}  # encoded once, read four times
-    predicted = torch.stack([model.predict(source, name).argmax(1).cpu() for name in names], 1)
     combinations = torch.cartesian_prod(*[torch.arange(SPRITES_VALUES)] * len(names))
     if config.combinations is not None:
         generator = torch.Generator().manual_seed(config.seed)
         order = torch.randperm(len(combinations), generator=generator)
         combinations = combinations[order[: config.combinations]]
-    # every combination at the pose of a random test image (seeded)
-    generator = torch.Generator().manual_seed(config.seed + 1)
-    rows = torch.randint(len(test), (len(combinations),), generator=generator)
-    poses = pose_labels(test, config.frames)[rows]
-    generated = torch.cat(
-        [
-            model.predict(
-                condition_inputs(model, combinations[i : i + 500], names, poses[i : i + 500]),
-                "image",
-            ).cpu()
-            for i in range(0, len(combinations), 500)
-        ]
-    )
-    favae_test = reconstruction_scores(model.vaes["image"], test.images)
-    vae_test = reconstruction_scores(vae, test.images)
-    favae_loglik, vae_loglik = -history["reconstruction"][-1], -vae_history["reconstruction"][-1]
-    read = {"attribute_accuracy": attribute_agreement(predicted, test.attributes, names)}
-    if config.label_views == "real":  # the trained layer's read-out, then the paper's
-        layer = categorical_reading_layer(config, model, train)
-        save_atomic({"layer": layer.for_prediction()}, reading_layer_path(config))
-        categorical = torch.stack([layer.predict(source, n).argmax(1).cpu() for n in names], 1)
-        read = {
-            "attribute_accuracy": attribute_agreement(categorical, test.attributes, names),
-            "attribute_accuracy_real_views": read["attribute_accuracy"],
-            "reading_layer_factors": layer.k,
-        }
-    generated_read = reader.read(generated)
     # combinations no training character has: what the model composes rather than recalls
     seen = seen_combinations(combinations, train.attributes)
-    by_novelty = {
-        f"generation_accuracy_{kind}": attribute_agreement(
-            generated_read[mask], combinations[mask], names
+    layer = None
+    if config.label_views == "real":  # the paper's read-out, beside the trained layer's
+        layer = categorical_reading_layer(config, model, train)
+        save_atomic({"layer": layer.for_prediction()}, reading_layer_path(config))
+    favae_loglik, vae_loglik = -history["reconstruction"][-1], -vae_history["reconstruction"][-1]
+
+    def measure(held_out: SpritesData) -> dict:
+        source = {"image": model.encode("image", held_out.images)}  # encoded once, read four times
+        predicted = torch.stack([model.predict(source, name).argmax(1).cpu() for name in names], 1)
+        # every combination at the pose of a random image of the split (seeded)
+        generator = torch.Generator().manual_seed(config.seed + 1)
+        rows = torch.randint(len(held_out), (len(combinations),), generator=generator)
+        poses = pose_labels(held_out, config.frames)[rows]
+        generated = torch.cat(
+            [
+                model.predict(
+                    condition_inputs(model, combinations[i : i + 500], names, poses[i : i + 500]),
+                    "image",
+                ).cpu()
+                for i in range(0, len(combinations), 500)
+            ]
         )
-        for kind, mask in (("seen", seen), ("unseen", ~seen))
-        if mask.any()
-    }
-    metrics = {
-        **read,
-        "generation_accuracy": attribute_agreement(generated_read, combinations, names),
-        **by_novelty,
-        "combinations_seen_in_training": int(seen.sum()),
-        # the ceiling of generation: what the reader sees in the decoder's own reconstructions
-        "reconstruction_accuracy": attribute_agreement(
-            reader.read(reconstructions(model.vaes["image"], test.images)), test.attributes, names
-        ),
-        "combinations_generated": len(combinations),
-        "favae_train_reconstruction_loglik": favae_loglik,
-        "vae_train_reconstruction_loglik": vae_loglik,
-        "loglik_gap_percent": 100 * (vae_loglik - favae_loglik) / abs(vae_loglik),
-        "favae_train_kl": history["kl"][-1],
-        "vae_train_kl": vae_history["kl"][-1],
-        "favae_test_reconstruction_loglik": favae_test["loglik"],
-        "vae_test_reconstruction_loglik": vae_test["loglik"],
-        "factors": model.fa.k,
-        "code_probe_accuracy": code_probes(model.vaes["image"], train, test),
-    }
-    return model, metrics, {"history": history, "vae_history": vae_history}
+        favae_scores = reconstruction_scores(model.vaes["image"], held_out.images)
+        vae_scores = reconstruction_scores(vae, held_out.images)
+        read = {"attribute_accuracy": attribute_agreement(predicted, held_out.attributes, names)}
+        if layer is not None:  # the trained layer's read-out, then the paper's
+            categorical = torch.stack([layer.predict(source, n).argmax(1).cpu() for n in names], 1)
+            read = {
+                "attribute_accuracy": attribute_agreement(categorical, held_out.attributes, names),
+                "attribute_accuracy_real_views": read["attribute_accuracy"],
+                "reading_layer_factors": layer.k,
+            }
+        generated_read = reader.read(generated)
+        by_novelty = {
+            f"generation_accuracy_{kind}": attribute_agreement(
+                generated_read[mask], combinations[mask], names
+            )
+            for kind, mask in (("seen", seen), ("unseen", ~seen))
+            if mask.any()
+        }
+        return {
+            **read,
+            "generation_accuracy": attribute_agreement(generated_read, combinations, names),
+            **by_novelty,
+            "combinations_seen_in_training": int(seen.sum()),
+            # the ceiling of generation: what the reader sees in the decoder's reconstructions
+            "reconstruction_accuracy": attribute_agreement(
+                reader.read(reconstructions(model.vaes["image"], held_out.images)),
+                held_out.attributes,
+                names,
+            ),
+            "combinations_generated": len(combinations),
+            "favae_train_reconstruction_loglik": favae_loglik,
+            "vae_train_reconstruction_loglik": vae_loglik,
+            "loglik_gap_percent": 100 * (vae_loglik - favae_loglik) / abs(vae_loglik),
+            "favae_train_kl": history["kl"][-1],
+            "vae_train_kl": vae_history["kl"][-1],
+            "favae_test_reconstruction_loglik": favae_scores["loglik"],
+            "vae_test_reconstruction_loglik": vae_scores["loglik"],
+            "factors": model.fa.k,
+            "code_probe_accuracy": code_probes(model.vaes["image"], train, held_out),
+        }
+
+    return model, measure, {"history": history, "vae_history": vae_history}

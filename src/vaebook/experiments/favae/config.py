@@ -19,8 +19,10 @@ LABEL_VIEWS = ("categorical", "real")
 class FAVAEExperiment(RunSettings):
     batch_size: int = 64
     experiment: str = "condition"  # one of EXPERIMENT_NAMES, fixed by the CLI name
-    train_characters: int | None = None  # n of the 1,000 training characters (None: all)
+    # n of the 1,000 - val_characters training characters (None: all)
+    train_characters: int | None = None
     test_characters: int | None = None  # n of the 296 test characters (None: all)
+    val_characters: int = 100  # held out for validation, of the 1,000 non-test characters
     frames: tuple[int, ...] = (0, 2, 4, 6)  # animation frames used, of 0..7
     latent_dim: int = 16
     hidden: tuple[int, ...] = (256,)
@@ -61,6 +63,10 @@ class FAVAEExperiment(RunSettings):
         self.hidden = tuple(self.hidden)
         if (self.train_characters or 1) < 1 or (self.test_characters or 1) < 1:
             raise ValueError("train_characters and test_characters must be >= 1 (or None: all)")
+        if self.val_characters < 0:
+            raise ValueError(
+                f"val_characters must be >= 0 (0: no validation split), got {self.val_characters}"
+            )
         if self.experiment not in EXPERIMENT_NAMES:
             raise ValueError(
                 f"experiment must be one of {EXPERIMENT_NAMES}, got {self.experiment!r}"

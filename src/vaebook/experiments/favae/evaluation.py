@@ -5,6 +5,7 @@ baseline VAEs and the FA-VAE itself (resumable), and the seconds of a round."""
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 
 import torch
 from torch import Tensor
@@ -17,21 +18,34 @@ from vaebook.metrics import latent_probe
 from vaebook.models import FAVAE, VAE, FAVAEData, FAVAESchedule, VAEConfig
 from vaebook.train import fit_rounds, seed_everything
 
+# what an experiment measures on one held-out split: its images (SpritesData) -> metrics
+Measure = Callable[[SpritesData], dict]
+
 
 def attribute_reader(
     config: FAVAEExperiment, train: SpritesData, test: SpritesData
 ) -> tuple[AttributeReader, dict[str, float]]:
-    """The attribute reader for this split (the seed picks it), cached, trained on first use;
-    and its test accuracy per attribute."""
+    """The attribute reader for this split (the seed and val_characters pick it), cached,
+    trained on first use; and its test accuracy per attribute."""
     characters = "all" if config.train_characters is None else config.train_characters
+    # held-out validation characters change the training ones: a reader of its own
+    val = f"-{config.val_characters}v" if config.val_characters else ""
     frames = "".join(map(str, config.frames))
     path = config.shared_checkpoint(
-        f"classifier-sprites-attributes-{characters}c-{frames}f-{config.classifier_epochs}e-"
+        f"classifier-sprites-attributes-{characters}c{val}-{frames}f-{config.classifier_epochs}e-"
         f"seed{config.seed}.pt"
     )
     return trained_attribute_reader(
         train, test, path, config.train_config(config.seed, config.classifier_epochs)
     )
+
+
+def reader_accuracy(reader: AttributeReader, data: SpritesData) -> dict[str, float]:
+    """Share of `data`'s images (N, 3, 64, 64) whose attribute `reader` reads right, per
+    attribute: what `attribute_reader` reports on the test split, for any split."""
+    read = reader.read(data.images)
+    accuracy = (read == data.attributes.cpu()).float().mean(0)
+    return dict(zip(data.attribute_names, accuracy.tolist(), strict=True))
 
 
 def fraction_equal(a: Tensor, b: Tensor) -> float:

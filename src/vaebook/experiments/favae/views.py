@@ -5,12 +5,13 @@ character, and the two action domains paired through a shared label."""
 from __future__ import annotations
 
 from dataclasses import fields, replace
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
 
 from vaebook import fa
-from vaebook.data import SPRITES_TEST_CHARACTERS, SpritesData, load_sprites
+from vaebook.data import SPLITS, SPRITES_TEST_CHARACTERS, SpritesData, load_sprites
 from vaebook.experiments.classifier import SPRITES_VALUES
 from vaebook.experiments.favae.config import ACTIONS, FAVAEExperiment
 from vaebook.models import FAVAE, FAVAEData
@@ -18,37 +19,63 @@ from vaebook.models import FAVAE, FAVAEData
 LEFT, RIGHT = 1, 2  # direction indices of SpritesData (front, left, right)
 
 
+class FAVAESplit(NamedTuple):
+    """FA-VAE's Sprites split by character: train, val (None when no character is held out for
+    validation) and test, each SpritesData with images (N, 3, 64, 64) at the kept frames."""
+
+    train: SpritesData
+    val: SpritesData | None
+    test: SpritesData
+
+
 def sprites_split(
     train_characters: int | None,
     test_characters: int | None,
     frames: tuple[int, ...],
     seed: int = 0,
-) -> tuple[SpritesData, SpritesData]:
-    """Train and test images, split by character at random (seeded), at the given frames.
+    val_characters: int = 0,
+) -> FAVAESplit:
+    """Train, val and test images, split by character at random (seeded), at the given frames.
 
     The characters enumerate the 6^4 attribute combinations in order, so the loader's split (the
-    last 296 as test) leaves body 5 out of training; a random split keeps every value in both.
-    The test set holds 296 characters (or the first `test_characters` of them), the training
-    set the other 1,000 (or the first `train_characters`), so no identity is in both.
+    last 296 as test) leaves body 5 out of training; a random split keeps every value in each.
+    In a seeded order of all 1,296 characters, the first 296 are the test set (or the first
+    `test_characters` of them), the next `val_characters` the validation set and the rest the
+    training set (or the first `train_characters` of it), so no identity is in two sets; with
+    val_characters 0 the training set holds the other 1,000 and val is None.
     """
-    splits = [load_sprites("train"), load_sprites("test")]
+    if val_characters < 0:
+        raise ValueError(
+            f"val_characters must be >= 0 (0: no validation set), got {val_characters}"
+        )
+    splits = [load_sprites(split) for split in SPLITS]  # the pool is every character of the file
     characters = sum(len(s.character.unique()) for s in splits)
     order = torch.randperm(characters, generator=torch.Generator().manual_seed(seed))
-    test_ids, train_ids = order[:SPRITES_TEST_CHARACTERS], order[SPRITES_TEST_CHARACTERS:]
-    return (
-        _characters(splits, train_ids[:train_characters], frames),
-        _characters(splits, test_ids[:test_characters], frames),
+    held_out = SPRITES_TEST_CHARACTERS + val_characters
+    if held_out >= characters:
+        raise ValueError(
+            f"val_characters={val_characters} and the {SPRITES_TEST_CHARACTERS} test characters "
+            f"leave none of the {characters} for training; lower val_characters"
+        )
+    test_ids, val_ids = order[:SPRITES_TEST_CHARACTERS], order[SPRITES_TEST_CHARACTERS:held_out]
+    return FAVAESplit(
+        train=_characters(splits, order[held_out:][:train_characters], frames),
+        val=_characters(splits, val_ids, frames) if val_characters else None,
+        test=_characters(splits, test_ids[:test_characters], frames),
     )
 
 
 def _characters(splits: list[SpritesData], ids: Tensor, frames: tuple[int, ...]) -> SpritesData:
-    """The images of characters `ids` at `frames`, gathered from the loader's splits."""
+    """The images of characters `ids` at `frames`, gathered from the loader's splits, ordered
+    character, action, direction, frame as in the files."""
     parts = [
         s.select(torch.isin(s.character, ids) & torch.isin(s.frame, torch.tensor(frames)))
         for s in splits
     ]
     tensors = [f.name for f in fields(parts[0]) if isinstance(getattr(parts[0], f.name), Tensor)]
-    return replace(parts[0], **{f: torch.cat([getattr(p, f) for p in parts]) for f in tensors})
+    gathered = replace(parts[0], **{f: torch.cat([getattr(p, f) for p in parts]) for f in tensors})
+    # the loader's val characters lie among its train ones; the file's order keeps batches as before
+    return gathered.select(torch.argsort(gathered.character, stable=True))
 
 
 def label_view(labels: Tensor, n_classes: int, kind: str = "categorical") -> fa.View:
