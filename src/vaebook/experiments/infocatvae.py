@@ -252,7 +252,9 @@ def run(config: InfoCatExperiment) -> dict:
         "checkpoint_sha256": checkpoints,
         **environment(pick_device(config.device)),
     }
-    selected_on = "val: restarts by their objective on the validation images"
+    selected_on = "nothing chosen"
+    if config.restarts > 1:
+        selected_on = "val: restarts by their objective on the validation images"
     return write_results(
         config.results_path, config.model, config, metrics, extra, summary("val"), selected_on
     )
