@@ -48,10 +48,8 @@ def probe_classifier(
     with ``batch_norm=False`` a plain MLP: (Linear, ReLU) per hidden size, Linear."""
     layers: list[nn.Module] = []
     for size in hidden:
-        if batch_norm:
-            layers += [nn.Linear(in_features, size), nn.BatchNorm1d(size), nn.LeakyReLU(0.2)]
-        else:
-            layers += [nn.Linear(in_features, size), nn.ReLU()]
+        norm = [nn.BatchNorm1d(size), nn.LeakyReLU(0.2)] if batch_norm else [nn.ReLU()]
+        layers += [nn.Linear(in_features, size), *norm]
         in_features = size
     layers.append(nn.Linear(in_features, n_classes))
     return nn.Sequential(*layers)

@@ -105,6 +105,12 @@ class AttributeReader(nn.Module):
             ]
         )
 
+    def accuracy(self, data: SpritesData) -> dict[str, float]:
+        """Share of `data`'s images (N, 3, 64, 64) whose attribute it reads right, per
+        attribute name."""
+        shares = (self.read(data.images) == data.attributes.cpu()).float().mean(0)
+        return dict(zip(data.attribute_names, shares.tolist(), strict=True))
+
 
 def trained_attribute_reader(
     train: SpritesData, test: SpritesData, path: str | Path, config: TrainConfig
@@ -120,6 +126,4 @@ def trained_attribute_reader(
         history = Trainer(reader, AttributeBatches(**vars(train)), config).fit()
         save_model(path, reader.cpu(), history, config.epochs)
     reader = reader.to(pick_device(config.device))
-    read = reader.read(test.images)
-    accuracy = (read == test.attributes.cpu()).float().mean(0)
-    return reader, dict(zip(train.attribute_names, accuracy.tolist(), strict=True))
+    return reader, reader.accuracy(test)

@@ -187,36 +187,37 @@ def probe_latents(
     parts = [probe_train, *evaluated.values()]
     _, labels = torch.cat([p.labels for p in parts]).unique(return_inverse=True)
     labels = labels.to(device).split([len(p) for p in parts])
-    mean, logvar, s = encode_all(encoder, probe_train, device)
-    codes = {
-        name: (*encode_all(encoder, data, device), split_labels)
-        for (name, data), split_labels in zip(evaluated.items(), labels[1:], strict=True)
+    moments = ("mean", "logvar", "s")
+    train = dict(zip(moments, encode_all(encoder, probe_train, device), strict=True))
+    held_out = {
+        name: dict(zip(moments, encode_all(encoder, data, device), strict=True)) | {"labels": y}
+        for (name, data), y in zip(evaluated.items(), labels[1:], strict=True)
     }
 
-    def probe(train_codes, pick, sampled: bool = False, **options) -> dict[str, float]:
-        """`latent_probe` on the codes `pick` takes from (mean, logvar, s)."""
-        held_out = {}
-        for name, (m, lv, sv, y) in codes.items():
-            held_out[f"{name}_codes"], held_out[f"{name}_labels"] = pick(m, sv), y
+    def probe(code: str, sampled: bool = False, **options) -> dict[str, float]:
+        """`latent_probe` of the label from `code` ('mean' or 's'); with ``sampled``, from a
+        fresh sample of z each epoch and one sample of the held-out codes."""
+        evaluated_codes = {}
+        for name, codes in held_out.items():
+            evaluated_codes |= {f"{name}_codes": codes[code], f"{name}_labels": codes["labels"]}
             if sampled:
-                held_out[f"{name}_logvar"] = lv
-        train_logvar = logvar if sampled else None
+                evaluated_codes[f"{name}_logvar"] = codes["logvar"]
         return latent_probe(
-            train_codes,
+            train[code],
             labels[0],
             epochs=epochs,
             seed=seed,
-            train_logvar=train_logvar,
-            **held_out,
+            train_logvar=train["logvar"] if sampled else None,
+            **evaluated_codes,
             **options,
         )
 
-    z_mean = probe(mean, lambda m, sv: m)
+    z_mean = probe("mean")
     return {
-        "z_sample": probe(mean, lambda m, sv: m, sampled=True) if variational else z_mean,
+        "z_sample": probe("mean", sampled=True) if variational else z_mean,
         "z_mean": z_mean,
-        "z_mean_plain": probe(mean, lambda m, sv: m, batch_norm=False),
-        "s": probe(s, lambda m, sv: sv),
+        "z_mean_plain": probe("mean", batch_norm=False),
+        "s": probe("s"),
     }
 
 

@@ -38,7 +38,6 @@ from vaebook.experiments.favae.evaluation import (
     fit_favae,
     fraction_equal,
     posterior_means,
-    reader_accuracy,
     reconstruction_scores,
     reconstructions,
     round_seconds,
@@ -119,7 +118,7 @@ def run(config: FAVAEExperiment, split: FAVAESplit | None = None) -> dict:
     model, measure, extra = RUNS[config.experiment](config, split.train, reader)
 
     def measured(data: SpritesData) -> dict:
-        return {**measure(data), "classifier_test_accuracy": reader_accuracy(reader, data)}
+        return {**measure(data), "classifier_test_accuracy": reader.accuracy(data)}
 
     metrics = measured(split.test)
     val_metrics = measured(split.val) if split.val is not None else None
@@ -203,7 +202,6 @@ __all__ = [
     "fit_favae",
     "fraction_equal",
     "posterior_means",
-    "reader_accuracy",
     "reconstruction_scores",
     "reconstructions",
     "round_seconds",

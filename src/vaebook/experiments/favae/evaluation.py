@@ -40,14 +40,6 @@ def attribute_reader(
     )
 
 
-def reader_accuracy(reader: AttributeReader, data: SpritesData) -> dict[str, float]:
-    """Share of `data`'s images (N, 3, 64, 64) whose attribute `reader` reads right, per
-    attribute: what `attribute_reader` reports on the test split, for any split."""
-    read = reader.read(data.images)
-    accuracy = (read == data.attributes.cpu()).float().mean(0)
-    return dict(zip(data.attribute_names, accuracy.tolist(), strict=True))
-
-
 def fraction_equal(a: Tensor, b: Tensor) -> float:
     """Share of rows where a and b (N,) agree."""
     return (a.cpu() == b.cpu()).float().mean().item()
