@@ -251,6 +251,19 @@ def test_the_split_holds_disjoint_characters_and_validation_leaves_the_test_ones
     assert set(without.train.character.tolist()) == sets[0] | sets[1]
 
 
+def test_a_tag_names_the_files_of_a_further_seed(tmp_path):
+    folders = ["--results-dir", str(tmp_path), "--checkpoint-dir", str(tmp_path)]
+    flags = ["--seed", "3", "--set", "tag=seed3"]
+    assert main(["reproduce", "favae-domain", *QUICK, *flags, *folders]) == 0
+    assert not (tmp_path / "favae-domain.json").exists()
+    results, config, _ = favae_experiments.load_run("domain", tmp_path, tmp_path, tag="seed3")
+    assert (config.seed, config.name) == (3, "favae-domain-seed3")
+    with pytest.raises(FileNotFoundError, match="favae-domain --set tag=seed4 --publish"):
+        favae_experiments.load_run("domain", tmp_path, tmp_path, tag="seed4")
+    with pytest.raises(ValueError, match="tag must be a plain name"):
+        favae_experiments.FAVAEExperiment(tag="../seed3")
+
+
 def test_a_run_without_validation_characters_and_an_old_results_file_load_as_none(tmp_path):
     folders = ["--results-dir", str(tmp_path), "--checkpoint-dir", str(tmp_path)]
     flags = ["--set", "val_characters=0"]

@@ -151,17 +151,22 @@ def run(config: FAVAEExperiment, split: FAVAESplit | None = None) -> dict:
 
 
 def load_run(
-    experiment: str, results_dir: str | Path | None = None, checkpoint_dir: str | Path | None = None
+    experiment: str,
+    results_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    tag: str = "",
 ) -> tuple[dict, FAVAEExperiment, FAVAE]:
-    """What `run` wrote for `experiment` (one of EXPERIMENT_NAMES): the results dict, its
-    experiment config and the trained FA-VAE (eval mode, on the CPU). Folders None: the book's
-    published files (``vaebook.assets``: beside the notebook, cached, or downloaded). Raises
-    FileNotFoundError naming the command that makes the files when they are absent."""
+    """What `run` wrote for `experiment` (one of EXPERIMENT_NAMES) and `tag` (the config's, e.g.
+    'seed10'): the results dict, its experiment config and the trained FA-VAE (eval mode, on the
+    CPU). Folders None: the book's published files (``vaebook.assets``: beside the notebook,
+    cached, or downloaded). Raises FileNotFoundError naming the command that makes the files when
+    they are absent."""
     if experiment not in EXPERIMENT_NAMES:
         raise ValueError(f"experiment must be one of {EXPERIMENT_NAMES}, got {experiment!r}")
+    stem = FAVAEExperiment(experiment=experiment, tag=tag).name
 
     def published(folder: str | Path | None, kind: str, suffix: str) -> Path:
-        name = f"favae-{experiment}{suffix}"
+        name = f"{stem}{suffix}"
         return Path(folder) / name if folder is not None else asset(f"{kind}/{name}")
 
     results_path = published(results_dir, "results", ".json")
@@ -169,7 +174,9 @@ def load_run(
     if not (results_path.exists() and checkpoint.exists()):
         raise FileNotFoundError(
             f"{results_path} or {checkpoint} is missing; make both with "
-            f"`python -m vaebook reproduce favae-{experiment} --publish`"
+            f"`python -m vaebook reproduce favae-{experiment}"
+            + (f" --set tag={tag}" if tag else "")
+            + " --publish`"
         )
     results = json.loads(results_path.read_text())
     # files written before the validation split trained on every non-test character: 0 held out

@@ -56,6 +56,7 @@ class FAVAEExperiment(RunSettings):
     shared_label: str = "hair"  # domain: the attribute shared by the two domains
     transfer_beta: float = 4.0  # transfer: beta of the beta-VAE and of the new VAE
     seed: int = 0
+    tag: str = ""  # names a variant or a further seed: results/favae-<experiment>-<tag>.json
 
     def __post_init__(self):
         super().__post_init__()
@@ -90,7 +91,7 @@ class FAVAEExperiment(RunSettings):
 
     @property
     def name(self) -> str:
-        return f"favae-{self.experiment}"
+        return "-".join(filter(None, ("favae", self.experiment, self.tag)))
 
     @property
     def epochs(self) -> int:
