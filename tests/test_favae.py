@@ -195,6 +195,34 @@ def test_images_from_labels_and_translation_between_views(trained):
     assert not (model.private_factors("a") & shared).any()
 
 
+def test_offset_scale_moves_the_code_from_the_views_bias_before_decoding(trained):
+    model, _, _, (_, test_labels) = trained
+    labels = {"label": test_labels[:8]}
+    code, bias = model.fa.predict(labels, "b"), model.fa.q["b"].b_mean
+    torch.testing.assert_close(
+        model.predict(labels, "b", offset_scale=1.0), model.predict(labels, "b")
+    )
+    by_hand = model.vaes["b"].decode((bias + 2.5 * (code - bias)).float())
+    torch.testing.assert_close(model.predict(labels, "b", offset_scale=2.5), by_hand)
+    at_bias = model.predict(labels, "b", offset_scale=0.0)  # every row decodes the mean code
+    torch.testing.assert_close(at_bias, at_bias[:1].expand_as(at_bias))
+    with pytest.raises(ValueError, match="not an image view"):
+        model.predict({"a": torch.rand(2, 1, 28, 28)}, "label", offset_scale=2.0)
+
+
+def test_offset_scale_is_the_least_squares_slope_of_codes_on_predicted_codes(trained, monkeypatch):
+    model, _, _, (test_images, test_labels) = trained
+    labels, images = {"label": test_labels}, test_images["b"]
+    # labels alone move the code part of the way toward the image's own code
+    assert model.offset_scale(labels, images, "b") > 1.2
+    code, bias = model.fa.predict(labels, "b"), model.fa.q["b"].b_mean
+    codes = bias + 1.7 * (code - bias)
+    monkeypatch.setattr(model, "encode", lambda view, images: fa.Latent(codes.float()))
+    assert model.offset_scale(labels, images, "b") == pytest.approx(1.7, rel=1e-4)
+    monkeypatch.setattr(model, "encode", lambda view, images: fa.Latent(bias.expand_as(codes)))
+    assert model.offset_scale(labels, images, "b") == 0.0  # the codes do not move at all
+
+
 def test_prior_of_held_out_rows_from_the_other_views(trained):
     model, _, _, (test_images, test_labels) = trained
     mean, logvar = model.prior_from({"label": test_labels, "a": test_images["a"]}, "b")

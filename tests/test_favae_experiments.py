@@ -73,6 +73,8 @@ METRICS = {
         "loglik_gap_percent",
         "code_probe_accuracy",
         "reconstruction_accuracy",
+        "generation_accuracy_rescaled",
+        "offset_scale",
     },
     "private-shared": {
         "activity",

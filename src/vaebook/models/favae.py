@@ -347,6 +347,7 @@ class FAVAE(nn.Module):
         inputs: dict[str, Tensor | fa.View],
         output: str,
         factors: Tensor | None = None,
+        offset_scale: float = 1.0,
     ) -> Tensor:
         """Posterior predictive of view `output` for new rows observed in `inputs`.
 
@@ -356,14 +357,35 @@ class FAVAE(nn.Module):
             from labels, or from another image view: translation); a label view gives
             probabilities, (B, C) for Categorical, (B, L) for Binary/Multilabel.
         factors: (K,) bool, the factors to use (e.g. `shared_factors`); None: all.
+        offset_scale: an image view's code is decoded at b + offset_scale (E[code] - b), b the
+            view's bias (its mean code): 1 decodes the posterior mean; above 1 undoes the
+            posterior mean's shrinkage toward b when few views are observed (chapter 8).
         """
         layer = self._layer()
-        prediction = layer.predict(self._as_views(inputs), output, factors=factors).to(
-            self.device, torch.float32
-        )
-        if output in self.vaes:
-            return self.vaes[output].decode(prediction)
-        return prediction
+        prediction = layer.predict(self._as_views(inputs), output, factors=factors)
+        if output not in self.vaes:
+            if offset_scale != 1.0:
+                raise ValueError(f"offset_scale rescales codes; {output!r} is not an image view")
+            return prediction.to(self.device, torch.float32)
+        bias = layer.q[output].b_mean
+        code = bias + offset_scale * (prediction - bias)
+        return self.vaes[output].decode(code.to(self.device, torch.float32))
+
+    @torch.no_grad()
+    def offset_scale(self, inputs: dict[str, Tensor | fa.View], images: Tensor, view: str) -> float:
+        """The least-squares s in c - b ~ s (E[code | inputs] - b) over rows whose images of
+        image view `view` are known: c their encoder means, b the view's bias. With few observed
+        views the posterior mean of Z, and so of the code, is pulled toward the prior, so s is
+        about 1 / (the share of the way to c the prediction moves); ``predict(...,
+        offset_scale=s)`` undoes that. inputs: as `predict` takes them, N rows; images: (N, C,
+        H, W). Returns 1.0 when the inputs leave the code at b (nothing to rescale)."""
+        codes = self.encode(view, images).data.double().cpu()
+        predicted = self._layer().predict(self._as_views(inputs), view).double().cpu()
+        bias = self._layer().q[view].b_mean.double().cpu()
+        offset = predicted - bias
+        if offset.pow(2).sum() <= 1e-12 * (codes - bias).pow(2).sum():
+            return 1.0
+        return ((codes - bias) * offset).sum().item() / offset.pow(2).sum().item()
 
     @torch.no_grad()
     def combine(

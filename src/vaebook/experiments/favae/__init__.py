@@ -115,7 +115,7 @@ def run(config: FAVAEExperiment, split: FAVAESplit | None = None) -> dict:
     split = split if split is not None else split_for(config)
     _check_split(config, split)
     reader, _ = attribute_reader(config, split.train, split.test)
-    model, measure, extra = RUNS[config.experiment](config, split.train, reader)
+    model, measure, extra = RUNS[config.experiment](config, split, reader)
 
     def measured(data: SpritesData) -> dict:
         return {**measure(data), "classifier_test_accuracy": reader.accuracy(data)}

@@ -25,7 +25,12 @@ from vaebook.experiments.favae.evaluation import (
     reconstructions,
     train_vae,
 )
-from vaebook.experiments.favae.views import condition_data, condition_inputs, pose_labels
+from vaebook.experiments.favae.views import (
+    FAVAESplit,
+    condition_data,
+    condition_inputs,
+    pose_labels,
+)
 from vaebook.models import FAVAE
 from vaebook.train import save_atomic
 
@@ -57,12 +62,15 @@ def seen_combinations(combinations: Tensor, train_attributes: Tensor) -> Tensor:
 
 
 def run_condition(
-    config: FAVAEExperiment, train: SpritesData, reader: AttributeReader
+    config: FAVAEExperiment, split: FAVAESplit, reader: AttributeReader
 ) -> tuple[FAVAE, Measure, dict]:
     """FA-VAE on the images, the attributes and the pose, against a vanilla VAE, both trained
-    once on `train`. Returns (model, measure, extra): measure(data) gives the metrics on a held-
-    out split's images: attributes read from them, images generated for attribute combinations
-    at their poses and read back by `reader`, and both models' reconstruction and KL."""
+    once on `split.train`. Returns (model, measure, extra): measure(data) gives the metrics on a
+    held-out split's images: attributes read from them, images generated for attribute
+    combinations at their poses and read back by `reader` (also with the code's offset
+    rescaled by `FAVAE.offset_scale` fitted on `split.val`, when there is one), and both
+    models' reconstruction and KL."""
+    train = split.train
     names = train.attribute_names
     model, history = fit_favae(config, ("image",), condition_data(config, train))
     # the vanilla VAE keeps the plain ELBO (beta 1) whatever KL weight the FA-VAE uses
@@ -80,6 +88,12 @@ def run_condition(
         layer = categorical_reading_layer(config, model, train)
         save_atomic({"layer": layer.for_prediction()}, reading_layer_path(config))
     favae_loglik, vae_loglik = -history["reconstruction"][-1], -vae_history["reconstruction"][-1]
+    # ours, not the paper's: chosen on the validation characters, applied to every split
+    scale = None
+    if split.val is not None:
+        poses = pose_labels(split.val, config.frames)
+        requests = condition_inputs(model, split.val.attributes, names, poses)
+        scale = model.offset_scale(requests, split.val.images, "image")
 
     def measure(held_out: SpritesData) -> dict:
         source = {"image": model.encode("image", held_out.images)}  # encoded once, read four times
@@ -88,15 +102,15 @@ def run_condition(
         generator = torch.Generator().manual_seed(config.seed + 1)
         rows = torch.randint(len(held_out), (len(combinations),), generator=generator)
         poses = pose_labels(held_out, config.frames)[rows]
-        generated = torch.cat(
-            [
-                model.predict(
-                    condition_inputs(model, combinations[i : i + 500], names, poses[i : i + 500]),
-                    "image",
-                ).cpu()
-                for i in range(0, len(combinations), 500)
-            ]
-        )
+
+        def generate(scale: float) -> Tensor:
+            batches = [slice(i, i + 500) for i in range(0, len(combinations), 500)]
+            requests = [condition_inputs(model, combinations[b], names, poses[b]) for b in batches]
+            return torch.cat(
+                [model.predict(r, "image", offset_scale=scale).cpu() for r in requests]
+            )
+
+        generated = generate(1.0)
         favae_scores = reconstruction_scores(model.vaes["image"], held_out.images)
         vae_scores = reconstruction_scores(vae, held_out.images)
         read = {"attribute_accuracy": attribute_agreement(predicted, held_out.attributes, names)}
@@ -115,6 +129,13 @@ def run_condition(
             for kind, mask in (("seen", seen), ("unseen", ~seen))
             if mask.any()
         }
+        if scale is not None:
+            by_novelty |= {
+                "generation_accuracy_rescaled": attribute_agreement(
+                    reader.read(generate(scale)), combinations, names
+                ),
+                "offset_scale": scale,
+            }
         return {
             **read,
             "generation_accuracy": attribute_agreement(generated_read, combinations, names),

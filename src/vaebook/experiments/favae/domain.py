@@ -18,17 +18,23 @@ from vaebook.experiments.favae.evaluation import (
     posterior_means,
     train_vae,
 )
-from vaebook.experiments.favae.views import action_images, label_view, same_label_partners
+from vaebook.experiments.favae.views import (
+    FAVAESplit,
+    action_images,
+    label_view,
+    same_label_partners,
+)
 from vaebook.models import FAVAE, FAVAEData
 
 
 def run_domain(
-    config: FAVAEExperiment, train: SpritesData, reader: AttributeReader
+    config: FAVAEExperiment, split: FAVAESplit, reader: AttributeReader
 ) -> tuple[FAVAE, Measure, dict]:
     """Translation A -> B through the shared factors, against two N(0, I) VAEs joined by a
-    least-squares linear map, all trained once on `train`. Returns (model, measure, extra):
+    least-squares linear map, all trained once on `split.train`. Returns (model, measure, extra):
     measure(data) translates a held-out split's A images, and `reader` checks that the shared
     label survives."""
+    train = split.train
     label = config.shared_label
     a, b = action_images(train, config.domain_a), action_images(train, config.domain_b)
     partners = same_label_partners(

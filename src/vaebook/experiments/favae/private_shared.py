@@ -13,6 +13,7 @@ from vaebook.experiments.classifier import AttributeReader
 from vaebook.experiments.favae.config import FAVAEExperiment
 from vaebook.experiments.favae.evaluation import Measure, attribute_agreement, fit_favae
 from vaebook.experiments.favae.views import (
+    FAVAESplit,
     attribute_views,
     left_and_right,
     same_character_partners,
@@ -56,12 +57,13 @@ def pose_probes(
 
 
 def run_private_shared(
-    config: FAVAEExperiment, train: SpritesData, reader: AttributeReader
+    config: FAVAEExperiment, split: FAVAESplit, reader: AttributeReader
 ) -> tuple[FAVAE, Measure, dict]:
-    """Two image views (left, right) and the attributes, trained once on `train`. Returns
+    """Two image views (left, right) and the attributes, trained once on `split.train`. Returns
     (model, measure, extra): measure(data) gives the factor-by-view activity, the shared and
     private factors, what images generated from each set carry on a held-out split (read by
     `reader`), and what each set says about the pose."""
+    train = split.train
     names = train.attribute_names
     left, right = left_and_right(train)
     if config.independent_poses:

@@ -14,18 +14,19 @@ from vaebook.experiments.favae.evaluation import (
     reconstruction_scores,
     train_vae,
 )
-from vaebook.experiments.favae.views import attribute_views, condition_inputs
+from vaebook.experiments.favae.views import FAVAESplit, attribute_views, condition_inputs
 from vaebook.models import FAVAE, FAVAEData
 from vaebook.probability import kl_normal, kl_to_standard_normal
 
 
 def run_transfer(
-    config: FAVAEExperiment, train: SpritesData, reader: AttributeReader
+    config: FAVAEExperiment, split: FAVAESplit, reader: AttributeReader
 ) -> tuple[FAVAE, Measure, dict]:
     """A beta-VAE trained alone, then its code means as a real view beside a new image VAE and
-    the attributes, both trained once on `train`. Returns (model, measure, extra):
+    the attributes, both trained once on `split.train`. Returns (model, measure, extra):
     measure(data) gives both models' R^2, log-likelihood and KL on a held-out split's images
     (`reader` is not used: nothing is generated)."""
+    train = split.train
     names = train.attribute_names
     vae_config = config.model_config(("image",), beta=config.transfer_beta).vae_config()
     beta_vae, beta_history = train_vae(config, "beta-vae", vae_config, train.images, config.epochs)
