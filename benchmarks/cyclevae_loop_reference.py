@@ -46,7 +46,7 @@ def reference_step(model: CycleVAE, batch: PairBatch, optimizers) -> dict[str, f
     autoencoder_optimizer.step()
 
     reverse_optimizer.zero_grad()
-    z = torch.randn(len(x1), cfg.unspecified_dim)
+    z = torch.randn(len(x1), cfg.unspecified_dim, device=x1.device)
     _, _, s1 = encoder(x1)
     _, _, s2 = encoder(batch.unrelated)
     mean1, _, _ = encoder(decoder(z, s1.detach()))

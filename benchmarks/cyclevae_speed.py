@@ -1,18 +1,20 @@
 """Training samples/s of the Cycle-Consistent VAE (the authors' MNIST settings: 28x28 networks,
-z and s of 16 dimensions, batch 64 pairs, Adam 1e-4; CPU) against the transcription of the
-authors' loop in benchmarks/cyclevae_loop_reference.py, timed in the same run.
+z and s of 16 dimensions, batch 64 pairs, Adam 1e-4) against the transcription of the
+authors' loop in benchmarks/cyclevae_loop_reference.py, timed in alternating rounds of the same
+run: on the CPU at each thread count, and on the GPU when there is one.
 
-    python benchmarks/cyclevae_speed.py [--steps 50] [--threads 2]
+    python benchmarks/cyclevae_speed.py [--steps 50] [--threads 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
+from functools import partial
 
 import torch
 from cyclevae_loop_reference import reference_step
-from timing import print_speed_table, seconds_per_step
+from timing import devices, print_speed_table, seconds_per_step
 
 from vaebook.data import PairBatch
 from vaebook.models import CycleVAE
@@ -23,34 +25,38 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--steps", type=int, default=50)
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(3, args.batch, 1, 28, 28, generator=generator).round()
-    batch = PairBatch(*images, torch.zeros(args.batch, dtype=torch.long))
-    torch.manual_seed(0)
-    ours = CycleVAE()
-    reference = copy.deepcopy(ours)
-    train_config = TrainConfig(lr=1e-4)
-    ours_optimizers = ours.configure_optimizers(train_config)
-    reference_optimizers = reference.configure_optimizers(train_config)
-    # same parameters, same objective: one step's terms agree before any timing
-    torch.manual_seed(1)
-    a = ours.training_step(batch, ours_optimizers)
-    torch.manual_seed(1)
-    b = reference_step(reference, batch, reference_optimizers)
-    print("first step, ours / reference: " + ", ".join(f"{k} {a[k]:.5f} / {b[k]:.5f}" for k in b))
-    timed = seconds_per_step(
-        {
-            "authors' loop (reference)": lambda: reference_step(
-                reference, batch, reference_optimizers
-            ),
-            "vaebook CycleVAE": lambda: ours.training_step(batch, ours_optimizers),
-        },
-        args.steps,
-    )
-    print_speed_table(timed, args.batch, f"batch {args.batch} pairs, z/s 16/16, 28x28")
+    for device in devices():
+        for threads in args.threads if device == "cpu" else [torch.get_num_threads()]:
+            torch.set_num_threads(threads)
+            batch = PairBatch(*images.to(device), torch.zeros(args.batch, dtype=torch.long))
+            torch.manual_seed(0)
+            ours = CycleVAE().to(device)
+            reference = copy.deepcopy(ours)
+            train_config = TrainConfig(lr=1e-4)
+            ours_optimizers = ours.configure_optimizers(train_config)
+            reference_optimizers = reference.configure_optimizers(train_config)
+            # same parameters, same objective: one step's terms agree before any timing
+            torch.manual_seed(1)
+            a = ours.training_step(batch, ours_optimizers)
+            torch.manual_seed(1)
+            b = reference_step(reference, batch, reference_optimizers)
+            print("\nfirst step, ours / reference: "
+                  + ", ".join(f"{k} {a[k]:.5f} / {b[k]:.5f}" for k in b))  # fmt: skip
+            timed = seconds_per_step(
+                {
+                    "authors' loop (reference)": partial(
+                        reference_step, reference, batch, reference_optimizers
+                    ),
+                    "vaebook CycleVAE": partial(ours.training_step, batch, ours_optimizers),
+                },
+                args.steps,
+            )
+            setting = f"batch {args.batch} pairs, z/s 16/16, 28x28"
+            print_speed_table(timed, args.batch, setting, device)
 
 
 if __name__ == "__main__":

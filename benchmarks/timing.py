@@ -25,6 +25,17 @@ def adam_step(
     return step
 
 
+def devices() -> list[str]:
+    """Where the benchmarks run: the CPU, and the GPU when there is one."""
+    return ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+def synchronize() -> None:
+    """Wait for queued GPU work, so that the clock reads what the steps took."""
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def seconds_per_step(
     steps: dict[str, Callable[[], None]], total: int, rounds: int = 5, warmup: int = 3
 ) -> dict[str, float]:
@@ -36,17 +47,26 @@ def seconds_per_step(
     per_round = max(1, total // rounds)
     for _ in range(rounds):
         for name, step in steps.items():
+            synchronize()
             start = time.perf_counter()
             for _ in range(per_round):
                 step()
+            synchronize()
             seconds[name] += time.perf_counter() - start
     return {name: s / (per_round * rounds) for name, s in seconds.items()}
 
 
-def print_speed_table(timed: dict[str, float], batch: int, setting: str) -> None:
+def print_speed_table(
+    timed: dict[str, float], batch: int, setting: str, device: str = "cpu"
+) -> None:
     """The table every speed benchmark prints: ms/step and samples/s per implementation, then
     the ratio of the first (the reference) to the last (ours)."""
-    print(f"CPU, {torch.get_num_threads()} threads, {setting}")
+    where = (
+        f"CPU, {torch.get_num_threads()} threads"
+        if device == "cpu"
+        else torch.cuda.get_device_name(device)
+    )
+    print(f"\n{where}, {setting}")
     width = max(len("implementation"), *map(len, timed))
     print(f"| {'implementation':{width}} | {'ms/step':>8} | {'samples/s':>10} |")
     print(f"| {'-' * width} | {'-' * 8} | {'-' * 10} |")

@@ -1,5 +1,6 @@
-"""Samples/s of one VAE training step (784-400-20, batch 128, CPU, 2 threads), and that step's
-achieved FLOP/s as a fraction of a large torch.mm's FLOP/s measured in the same run.
+"""Samples/s of one VAE training step (784-400-20, batch 128) as the trainer runs it (its fused
+Adam), and that step's achieved FLOP/s as a fraction of a large torch.mm's FLOP/s measured in
+the same run: on the CPU (2 threads) and on the GPU when there is one.
 
     python benchmarks/train_speed.py [--steps 300]
 """
@@ -10,9 +11,10 @@ import argparse
 import time
 
 import torch
-from timing import adam_step, seconds_per_step
+from timing import adam_step, devices, seconds_per_step, synchronize
 
 from vaebook.models import VAE, VAEConfig
+from vaebook.train import TrainConfig, adam
 
 
 def step_flops(model: VAE, batch: int) -> float:
@@ -22,12 +24,14 @@ def step_flops(model: VAE, batch: int) -> float:
     return 2 * 3 * batch * weights
 
 
-def time_matmul(n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def time_matmul(device: str, n: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
     torch.mm(a, b)
+    synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         torch.mm(a, b)
+    synchronize()
     return 2 * n**3 * repeats / (time.perf_counter() - start)
 
 
@@ -38,25 +42,26 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-
-    peak = time_matmul()
-    torch.manual_seed(0)
-    model = VAE(VAEConfig(latent_dim=20, hidden=(400,)))
-    x = torch.rand(args.batch, 1, 28, 28).round()
-    seconds = seconds_per_step({"vae": adam_step(model, x)}, args.steps)["vae"]
-    flops = step_flops(model, args.batch)
-    achieved = flops / seconds
-    rows = [
-        ("VAE 784-400-20 training step", f"{args.batch / seconds:,.0f} samples/s",
-         f"{seconds * 1e3:.2f} ms/step", f"{achieved / 1e9:.1f} GFLOP/s"),
-        ("torch.mm 2048x2048 (reference)", "", "", f"{peak / 1e9:.1f} GFLOP/s"),
-        ("ratio: step / matmul", "", "", f"{achieved / peak:.2f}"),
-    ]  # fmt: skip
-    print(f"CPU, {torch.get_num_threads()} threads, torch {torch.__version__}")
-    print(f"| {'what':32} | {'throughput':>18} | {'time':>12} | {'FLOP/s':>14} |")
-    print(f"| {'-' * 32} | {'-' * 18} | {'-' * 12} | {'-' * 14} |")
-    for row in rows:
-        print(f"| {row[0]:32} | {row[1]:>18} | {row[2]:>12} | {row[3]:>14} |")
+    for device in devices():
+        peak = time_matmul(device)
+        torch.manual_seed(0)
+        model = VAE(VAEConfig(latent_dim=20, hidden=(400,))).to(device)
+        x = torch.rand(args.batch, 1, 28, 28, device=device).round()
+        step = adam_step(model, x, adam(model.parameters(), TrainConfig()))
+        seconds = seconds_per_step({"vae": step}, args.steps)["vae"]
+        achieved = step_flops(model, args.batch) / seconds
+        rows = [
+            ("VAE 784-400-20 training step", f"{args.batch / seconds:,.0f} samples/s",
+             f"{seconds * 1e3:.2f} ms/step", f"{achieved / 1e9:.1f} GFLOP/s"),
+            ("torch.mm 2048x2048 (reference)", "", "", f"{peak / 1e9:.1f} GFLOP/s"),
+            ("ratio: step / matmul", "", "", f"{achieved / peak:.2f}"),
+        ]  # fmt: skip
+        where = f"CPU, {torch.get_num_threads()} threads" if device == "cpu" else device
+        print(f"\n{where}, torch {torch.__version__}")
+        print(f"| {'what':32} | {'throughput':>18} | {'time':>12} | {'FLOP/s':>14} |")
+        print(f"| {'-' * 32} | {'-' * 18} | {'-' * 12} | {'-' * 14} |")
+        for row in rows:
+            print(f"| {row[0]:32} | {row[1]:>18} | {row[2]:>12} | {row[3]:>14} |")
 
 
 if __name__ == "__main__":

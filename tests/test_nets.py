@@ -10,6 +10,7 @@ from vaebook.nets import (
     CNNClassifier,
     ConvDecoder,
     ConvEncoder,
+    Dropout,
     GaussianHead,
     conv_sizes,
     make_decoder,
@@ -193,3 +194,16 @@ def test_unknown_activation_is_refused():
 def test_the_classifier_reads_images_of_any_size(shape):
     classifier = CNNClassifier(shape, classes=5)
     assert classifier(torch.rand(2, *shape)).shape == (2, 5)
+
+
+def test_dropout_keeps_each_unit_with_probability_1_minus_p_and_rescales_it():
+    dropout = Dropout(0.25)
+    x = torch.ones(400, 500, requires_grad=True)
+    y = dropout(x)
+    kept = y != 0
+    assert abs(kept.float().mean().item() - 0.75) < 0.005
+    torch.testing.assert_close(y[kept], torch.full_like(y[kept], 1 / 0.75))
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    torch.testing.assert_close(grad, y.detach())  # the same mask and scale
+    assert not (dropout(x) == y).all()  # a fresh mask every call
+    torch.testing.assert_close(dropout.eval()(x), x)

@@ -55,6 +55,23 @@ def test_bernoulli_log_likelihood_matches_torch():
     torch.testing.assert_close(bernoulli_log_likelihood(logits, x), expected)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_bernoulli_log_likelihood_has_torchs_value_and_gradients_in_both_arguments(dtype):
+    # x soft (in [0, 1], e.g. generated images) and requiring a gradient, logits up to +-40
+    logits = (40 * torch.randn(6, 1, 5, 5, dtype=dtype)).requires_grad_()
+    x = torch.rand(6, 1, 5, 5, dtype=dtype).requires_grad_()
+    weights = torch.rand(6, dtype=dtype)  # a weighted sum, so the gradient is not uniform
+    ours = bernoulli_log_likelihood(logits, x)
+    torch_ = -torch.nn.functional.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    torch_ = torch_.flatten(1).sum(1)
+    tolerance = {"atol": 1e-5, "rtol": 1e-6} if dtype == torch.float32 else {}
+    torch.testing.assert_close(ours, torch_, **tolerance)
+    ours_grads = torch.autograd.grad((weights * ours).sum(), (logits, x))
+    torch_grads = torch.autograd.grad((weights * torch_).sum(), (logits, x))
+    for a, b in zip(ours_grads, torch_grads, strict=True):
+        torch.testing.assert_close(a, b)
+
+
 def test_bernoulli_log_likelihood_is_finite_for_saturated_logits():
     logits = torch.full((1, 4), 200.0)
     assert torch.isfinite(bernoulli_log_likelihood(logits, torch.zeros(1, 4))).all()

@@ -30,6 +30,17 @@ ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
+class Dropout(nn.Dropout):
+    """nn.Dropout with the mask drawn as uniform >= p, the same distribution: on CPU the
+    Bernoulli sampler nn.Dropout calls takes about twice as long as uniform draws."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = (torch.rand_like(x) >= self.p).to(x.dtype).mul_(1 / (1 - self.p))
+        return x * keep
+
+
 def mlp(
     sizes: Sequence[int],
     activation: Callable[[], nn.Module] = nn.ReLU,
@@ -46,7 +57,7 @@ def mlp(
         if last_activation or hidden:
             layers.append(activation())
         if dropout > 0 and hidden:
-            layers.append(nn.Dropout(dropout))
+            layers.append(Dropout(dropout))
     return nn.Sequential(*layers)
 
 

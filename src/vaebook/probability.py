@@ -49,13 +49,36 @@ def log_normal(x: Tensor, mean: Tensor, logvar: Tensor) -> Tensor:
     return -0.5 * (LOG_2PI + logvar + (x - mean).pow(2) * torch.exp(-logvar)).sum(-1)
 
 
+class _BernoulliNLL(torch.autograd.Function):
+    """softplus(l) - x l, the Bernoulli negative log-likelihood per pixel, as max(l, 0) - x l +
+    log(1 + exp(-|l|)) with the gradient sigmoid(l) - x: exp and log are vectorised on CPU,
+    where log_sigmoid and log1p (what binary_cross_entropy_with_logits runs) take about ten
+    times longer, a tenth of a small VAE's step. log(1 + e) for log1p(e) errs by at most 1e-7
+    per pixel."""
+
+    @staticmethod
+    def forward(ctx, logits: Tensor, x: Tensor) -> Tensor:
+        ctx.save_for_backward(logits, x)
+        return logits.clamp_min(0) - logits * x + torch.log(1 + torch.exp(-logits.abs()))
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        logits, x = ctx.saved_tensors
+        grad_logits = grad * (torch.sigmoid(logits) - x) if ctx.needs_input_grad[0] else None
+        grad_x = -grad * logits if ctx.needs_input_grad[1] else None
+        return grad_logits, grad_x
+
+
 def bernoulli_log_likelihood(logits: Tensor, x: Tensor) -> Tensor:
     """log Bernoulli(x; sigmoid(logits)) summed over all but the first dim.
 
     logits, x: (B, ...) with x in [0, 1] -> (B,). Taking logits, not probabilities, keeps
     log(0) out of the computation.
     """
-    nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
+    if logits.device.type == "cpu" and logits.shape == x.shape:
+        nll = _BernoulliNLL.apply(logits, x.to(logits.dtype))
+    else:  # one fused kernel on the GPU
+        nll = F.binary_cross_entropy_with_logits(logits, x, reduction="none")
     return -nll.flatten(1).sum(1)
 
 

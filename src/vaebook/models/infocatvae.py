@@ -29,7 +29,7 @@ from vaebook.checks import (
     require_sizes,
 )
 from vaebook.data import deskew, random_affine
-from vaebook.nets import make_decoder, make_encoder
+from vaebook.nets import Dropout, make_decoder, make_encoder
 from vaebook.probability import bernoulli_log_likelihood, kl_to_standard_normal, reparameterize
 
 
@@ -128,7 +128,7 @@ class InfoCatVAE(nn.Module):
         self.encoder = make_encoder(config.image_shape, config.arch, config.hidden)
         features = self.encoder.out_features
         # no dropout op at all when it is off: the step is a chain of small ops on CPU
-        self.dropout = nn.Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
+        self.dropout = Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.category_head = nn.Linear(features, k)
         # Linear([h, onehot(c)]) = shared(h) + bias[c]: all K heads in one operation
         self.shared_head = nn.Linear(features, 2 * d)
