@@ -8,6 +8,7 @@ import pytest
 from vaebook.results import (
     DIRTY,
     DIRTY_NOTE,
+    MISSING,
     Column,
     Estimate,
     notes_table,
@@ -97,6 +98,21 @@ def test_a_row_may_name_its_own_file(tmp_path):
     ).splitlines()
     assert table[2] == "| one's accuracy | 0.250 (1 seed) |"
     assert table[3] == "| two's R2 | 0.6 ± 0.1 (2 seeds) |"
+
+
+def test_a_tagged_column_pools_the_tagged_runs_of_a_rows_file_that_exist(tmp_path):
+    write(tmp_path, "run", {"acc": 0.1})  # the untagged run: not read by the tagged column
+    write(tmp_path, "run-seed10", {"acc": 0.5})
+    write(tmp_path, "run-seed11", {"acc": 0.7})
+    write(tmp_path, "other-seed10", {"acc": 0.4})  # other has no seed11 run
+    fresh = Column("fresh", (), "val", folder=tmp_path, tags=("seed10", "seed11"))
+    table = results_table(
+        {"run": "run:acc", "other": "other:acc", "never run": "none:acc"},
+        [Column("first", (), "test", folder=tmp_path), fresh],
+    ).splitlines()
+    assert table[2] == "| run | 0.100 (1 seed) | 0.6 ± 0.1 (2 seeds) |"
+    assert table[3] == f"| other | {MISSING} | 0.400 (1 seed) |"
+    assert table[4] == f"| never run | {MISSING} | {MISSING} |"
 
 
 def test_a_wrong_metric_names_the_file(tmp_path):

@@ -27,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from vaebook.assets import asset
+from vaebook.assets import asset, manifest
 
 MISSING = "–"  # a cell with nothing measured
 DIRTY = "†"  # a number made by package code with uncommitted edits
@@ -80,6 +80,13 @@ def read(name: str, folder: str | Path | None = None) -> dict:
     return json.loads(Path(path).read_text())
 
 
+def exists(name: str, folder: str | Path | None = None) -> bool:
+    """Whether the results file ``name`` is in ``folder``, or (None) the book publishes it."""
+    if folder is not None:
+        return (Path(folder) / f"{name}.json").exists()
+    return f"results/{name}.json" in manifest()
+
+
 SPLITS = ("val", "test")
 
 
@@ -111,7 +118,10 @@ def values(results: dict, metric: str, scale: float = 1.0, split: str = "test") 
 class Column:
     """One column of ours: its title, its results files (one, or one per seed, pooled; a row's
     "file:metric" names its own), the split its settings were chosen on, a scale for every
-    value (100 for percentages) and the split it reports ('test', or 'val')."""
+    value (100 for percentages), the split it reports ('test', or 'val') and, for rows that name
+    their file, the tags of that file's runs to pool (``("seed10", "seed11")`` reads
+    <file>-seed10 and <file>-seed11, those of them that exist; a row whose file was not made
+    reads as not measured)."""
 
     title: str
     files: str | Sequence[str]
@@ -119,6 +129,7 @@ class Column:
     scale: float = 1.0
     folder: str | Path | None = None
     split: str = "test"
+    tags: tuple[str, ...] = ()
 
     def estimate(self, metric: str) -> Estimate | None:
         """``metric``'s values pooled over the column's files; "file:metric" reads that file
@@ -126,7 +137,11 @@ class Column:
         names = [self.files] if isinstance(self.files, str) else list(self.files)
         if ":" in metric:
             name, metric = metric.split(":", 1)
-            names = [name]
+            # the runs of that file with the column's tags, those that were made
+            tagged = [f"{name}-{tag}" for tag in self.tags] if self.tags else [name]
+            names = [n for n in tagged if exists(n, self.folder)]
+            if not names:
+                return None
         found: list[float] = []
         dirty = False
         for name in names:
