@@ -37,23 +37,28 @@ def synchronize() -> None:
 
 
 def seconds_per_step(
-    steps: dict[str, Callable[[], None]], total: int, rounds: int = 5, warmup: int = 3
+    steps: dict[str, Callable[[], None]],
+    total: int,
+    rounds: int = 5,
+    warmup: int = 3,
+    totals: dict[str, int] | None = None,
 ) -> dict[str, float]:
-    """Mean wall time of each named step function over about ``total`` calls, after warm-up."""
+    """Mean wall time of each named step function over about ``total`` calls (``totals``: a
+    different number for some, e.g. a slow reference), after warm-up."""
     for step in steps.values():
         for _ in range(warmup):
             step()
     seconds = dict.fromkeys(steps, 0.0)
-    per_round = max(1, total // rounds)
+    per_round = {name: max(1, (totals or {}).get(name, total) // rounds) for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
             synchronize()
             start = time.perf_counter()
-            for _ in range(per_round):
+            for _ in range(per_round[name]):
                 step()
             synchronize()
             seconds[name] += time.perf_counter() - start
-    return {name: s / (per_round * rounds) for name, s in seconds.items()}
+    return {name: s / (per_round[name] * rounds) for name, s in seconds.items()}
 
 
 def print_speed_table(

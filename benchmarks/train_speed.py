@@ -1,6 +1,6 @@
 """Samples/s of one VAE training step (784-400-20, batch 128) as the trainer runs it (its fused
 Adam), and that step's achieved FLOP/s as a fraction of a large torch.mm's FLOP/s measured in
-the same run: on the CPU (2 threads) and on the GPU when there is one.
+the same run (in alternating rounds): on the CPU (2 threads) and on the GPU when there is one.
 
     python benchmarks/train_speed.py [--steps 300]
 """
@@ -8,10 +8,10 @@ the same run: on the CPU (2 threads) and on the GPU when there is one.
 from __future__ import annotations
 
 import argparse
-import time
+from functools import partial
 
 import torch
-from timing import adam_step, devices, seconds_per_step, synchronize
+from timing import adam_step, devices, seconds_per_step
 
 from vaebook.models import VAE, VAEConfig
 from vaebook.train import TrainConfig, adam
@@ -24,15 +24,7 @@ def step_flops(model: VAE, batch: int) -> float:
     return 2 * 3 * batch * weights
 
 
-def time_matmul(device: str, n: int = 2048, repeats: int = 10) -> float:
-    a, b = torch.randn(n, n, device=device), torch.randn(n, n, device=device)
-    torch.mm(a, b)
-    synchronize()
-    start = time.perf_counter()
-    for _ in range(repeats):
-        torch.mm(a, b)
-    synchronize()
-    return 2 * n**3 * repeats / (time.perf_counter() - start)
+MATMUL = 2048  # the side of the square product that stands for the device's peak
 
 
 def main() -> None:
@@ -43,17 +35,25 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for device in devices():
-        peak = time_matmul(device)
         torch.manual_seed(0)
         model = VAE(VAEConfig(latent_dim=20, hidden=(400,))).to(device)
         x = torch.rand(args.batch, 1, 28, 28, device=device).round()
-        step = adam_step(model, x, adam(model.parameters(), TrainConfig()))
-        seconds = seconds_per_step({"vae": step}, args.steps)["vae"]
+        a, b = (torch.randn(MATMUL, MATMUL, device=device) for _ in range(2))
+        # the product in the same alternating rounds, so that a change in load touches both
+        timed = seconds_per_step(
+            {
+                "vae": adam_step(model, x, adam(model.parameters(), TrainConfig())),
+                "matmul": partial(torch.mm, a, b),
+            },
+            args.steps,
+            totals={"matmul": 10},
+        )
+        seconds, peak = timed["vae"], 2 * MATMUL**3 / timed["matmul"]
         achieved = step_flops(model, args.batch) / seconds
         rows = [
             ("VAE 784-400-20 training step", f"{args.batch / seconds:,.0f} samples/s",
              f"{seconds * 1e3:.2f} ms/step", f"{achieved / 1e9:.1f} GFLOP/s"),
-            ("torch.mm 2048x2048 (reference)", "", "", f"{peak / 1e9:.1f} GFLOP/s"),
+            (f"torch.mm {MATMUL}x{MATMUL} (reference)", "", "", f"{peak / 1e9:.1f} GFLOP/s"),
             ("ratio: step / matmul", "", "", f"{achieved / peak:.2f}"),
         ]  # fmt: skip
         where = f"CPU, {torch.get_num_threads()} threads" if device == "cpu" else device
