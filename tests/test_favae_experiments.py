@@ -9,7 +9,7 @@ from test_favae import killed_in_round
 
 from vaebook import fa
 from vaebook.checkpoints import file_sha256
-from vaebook.cli import main
+from vaebook.cli import main, parse_command
 from vaebook.data import SpritesData
 from vaebook.experiments import favae as favae_experiments
 from vaebook.experiments.favae import views as favae_views
@@ -260,6 +260,10 @@ def test_a_tag_names_the_files_of_a_further_seed(tmp_path):
     assert not (tmp_path / "favae-domain.json").exists()
     results, config, _ = favae_experiments.load_run("domain", tmp_path, tmp_path, tag="seed3")
     assert (config.seed, config.name) == (3, "favae-domain-seed3")
+    # the recorded command is one the CLI takes, and makes the same files
+    assert results["command"].startswith("python -m vaebook reproduce favae-domain --")
+    _, again = parse_command(results["command"].split()[3:])
+    assert (again.seed, again.name) == (3, "favae-domain-seed3")
     with pytest.raises(FileNotFoundError, match="favae-domain --set tag=seed4 --publish"):
         favae_experiments.load_run("domain", tmp_path, tmp_path, tag="seed4")
     with pytest.raises(ValueError, match="tag must be a plain name"):

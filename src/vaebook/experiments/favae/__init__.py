@@ -141,7 +141,7 @@ def run(config: FAVAEExperiment, split: FAVAESplit | None = None) -> dict:
     }
     return write_results(
         config.results_path,
-        config.name,
+        f"favae-{config.experiment}",  # the CLI's name; a tag goes in as --set tag=...
         config,
         metrics,
         extra,
