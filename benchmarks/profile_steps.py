@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     for name, step in steps().items():
-        for _ in range(5):  # warm-up (and compilation)
+        for _ in range(5):  # warm-up
             step()
         with profile(activities=[ProfilerActivity.CPU]) as prof:
             for _ in range(args.steps):

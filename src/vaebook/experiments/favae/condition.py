@@ -102,10 +102,10 @@ def run_condition(
         generator = torch.Generator().manual_seed(config.seed + 1)
         rows = torch.randint(len(held_out), (len(combinations),), generator=generator)
         poses = pose_labels(held_out, config.frames)[rows]
+        batches = [slice(i, i + 500) for i in range(0, len(combinations), 500)]
+        requests = [condition_inputs(model, combinations[b], names, poses[b]) for b in batches]
 
-        def generate(scale: float) -> Tensor:
-            batches = [slice(i, i + 500) for i in range(0, len(combinations), 500)]
-            requests = [condition_inputs(model, combinations[b], names, poses[b]) for b in batches]
+        def generate(scale: float) -> Tensor:  # the same requests, decoded at an offset scale
             return torch.cat(
                 [model.predict(r, "image", offset_scale=scale).cpu() for r in requests]
             )
