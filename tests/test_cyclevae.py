@@ -13,6 +13,7 @@ from vaebook.models.cyclevae_nets import (
     NORM_MODES,
     CycleDecoder,
     CycleEncoder,
+    RunningInstanceNorm2d,
     load_authors_cyclevae,
     set_norm_mode,
 )
@@ -119,6 +120,29 @@ def test_norm_modes_per_image_and_running_statistics():
     assert not torch.allclose(encoder(x)[2], training_codes[2])
     with pytest.raises(ValueError, match="per-image"):
         set_norm_mode(encoder, "batch")
+
+
+@pytest.mark.parametrize("size", [(13, 13), (2, 2), (6, 5)])
+def test_instance_norm_equals_pytorchs_with_running_statistics(size):
+    ours, theirs = RunningInstanceNorm2d(8), torch.nn.InstanceNorm2d(8, track_running_stats=True)
+    x = 3 * torch.randn(6, 8, *size) + torch.arange(8.0)[:, None, None]
+    for _ in range(3):  # training: each image by its own statistics, the running ones updated
+        x = x.detach().requires_grad_()
+        outputs = [layer(x) for layer in (ours, theirs)]
+        torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-4, atol=1e-5)
+        grad_out = torch.randn_like(x)
+        grads = [torch.autograd.grad(out, x, grad_out)[0] for out in outputs]
+        torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-4)
+        x = 2 * x
+    torch.testing.assert_close(ours.running_mean, theirs.running_mean)
+    torch.testing.assert_close(ours.running_var, theirs.running_var)
+    assert ours.running_var.min() > 1.5  # the statistics moved from their start
+    ours.eval(), theirs.eval()
+    torch.testing.assert_close(ours(x), torch.nn.functional.instance_norm(x), atol=1e-5, rtol=1e-4)
+    ours.per_image = False
+    torch.testing.assert_close(ours(x), theirs(x))
+    with pytest.raises(ValueError, match="more than 1 spatial element"):
+        ours.train()(torch.randn(2, 8, 1, 1))
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 64, 64)])

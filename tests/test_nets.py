@@ -11,7 +11,9 @@ from vaebook.nets import (
     ConvDecoder,
     ConvEncoder,
     Dropout,
+    FoldConvTranspose2d,
     GaussianHead,
+    UnfoldConv2d,
     conv_sizes,
     make_decoder,
     make_encoder,
@@ -207,3 +209,59 @@ def test_dropout_keeps_each_unit_with_probability_1_minus_p_and_rescales_it():
     torch.testing.assert_close(grad, y.detach())  # the same mask and scale
     assert not (dropout(x) == y).all()  # a fresh mask every call
     torch.testing.assert_close(dropout.eval()(x), x)
+
+
+@pytest.mark.parametrize(
+    "settings, size",
+    [
+        ({"kernel_size": 4, "stride": 2, "padding": 1}, (14, 14)),  # the 28x28 decoders' last
+        ({"kernel_size": 4, "stride": 2, "padding": 0}, (6, 6)),
+        ({"kernel_size": (4, 3), "stride": (2, 1), "padding": 1, "output_padding": (1, 0)}, (7, 5)),
+        ({"kernel_size": 3, "stride": 1, "padding": 1, "bias": False}, (5, 9)),
+    ],
+)
+def test_fold_transposed_convolution_equals_pytorchs(settings, size):
+    torch.manual_seed(0)
+    fold = FoldConvTranspose2d(16, 1, **settings)
+    plain = torch.nn.ConvTranspose2d(16, 1, **settings)
+    plain.load_state_dict(fold.state_dict())
+    x = torch.randn(5, 16, *size, requires_grad=True)
+    outputs = [layer(x) for layer in (fold, plain)]
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-5, atol=1e-5)
+    grad_out = torch.randn_like(outputs[0])
+    grads = [
+        torch.autograd.grad(out, [*layer.parameters(), x], grad_out)
+        for out, layer in zip(outputs, (fold, plain), strict=True)
+    ]
+    for ours, theirs in zip(*grads, strict=True):
+        torch.testing.assert_close(ours, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_decoders_use_the_fold_layer_for_one_channel_only():
+    grey = ConvDecoder(8, (1, 28, 28))
+    colour = ConvDecoder(8, (3, 32, 32))
+    assert isinstance(grey.net[-1], FoldConvTranspose2d)
+    assert type(colour.net[-1]) is torch.nn.ConvTranspose2d
+
+
+@pytest.mark.parametrize("needs_input_grad", [False, True])
+@pytest.mark.parametrize("settings", [{"stride": 2, "padding": 1}, {"padding": 2, "bias": False}])
+def test_unfold_convolution_equals_pytorchs(settings, needs_input_grad):
+    torch.manual_seed(0)
+    ours, plain = UnfoldConv2d(1, 16, 5, **settings), torch.nn.Conv2d(1, 16, 5, **settings)
+    plain.load_state_dict(ours.state_dict())
+    x = torch.rand(6, 1, 28, 23).requires_grad_(needs_input_grad)
+    outputs = [layer(x) for layer in (ours, plain)]
+    torch.testing.assert_close(outputs[0], outputs[1])
+    grad_out = torch.randn_like(outputs[0])
+    grads = [
+        torch.autograd.grad(out, [*layer.parameters(), *[x][: int(needs_input_grad)]], grad_out)
+        for out, layer in zip(outputs, (ours, plain), strict=True)
+    ]
+    for mine, theirs in zip(*grads, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-4)
+
+
+def test_encoders_use_the_unfold_layer_from_one_channel_only():
+    assert isinstance(ConvEncoder((1, 28, 28), 64).net[0], UnfoldConv2d)
+    assert type(ConvEncoder((3, 32, 32), 64).net[0]) is torch.nn.Conv2d
