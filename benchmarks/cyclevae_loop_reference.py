@@ -28,24 +28,12 @@ def torch_layer(layer: nn.Module) -> nn.Module | None:
     """PyTorch's own layer for one of the package's faster equivalents (None for the others)."""
     if isinstance(layer, RunningInstanceNorm2d):
         return nn.InstanceNorm2d(layer.num_features, track_running_stats=True)
-    if isinstance(layer, UnfoldConv2d):
-        return nn.Conv2d(
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel_size,
-            stride=layer.stride,
-            padding=layer.padding,
-        )
-    if isinstance(layer, FoldConvTranspose2d):
-        return nn.ConvTranspose2d(
-            layer.in_channels,
-            layer.out_channels,
-            layer.kernel_size,
-            stride=layer.stride,
-            padding=layer.padding,
-            output_padding=layer.output_padding,
-        )
-    return None
+    kind = {UnfoldConv2d: nn.Conv2d, FoldConvTranspose2d: nn.ConvTranspose2d}.get(type(layer))
+    if kind is None:
+        return None
+    transposed = {"output_padding": layer.output_padding} if kind is nn.ConvTranspose2d else {}
+    sizes = (layer.in_channels, layer.out_channels, layer.kernel_size)
+    return kind(*sizes, stride=layer.stride, padding=layer.padding, **transposed)
 
 
 def authors_networks(model: CycleVAE) -> CycleVAE:
