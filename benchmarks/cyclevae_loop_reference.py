@@ -4,49 +4,19 @@ transcribed the way the authors' code does it (github.com/ananyahjha93/cycle-con
 the four loss terms gets its own backward pass with ``retain_graph=True``; in the reverse cycle,
 s is computed with gradients and then detached, the two images are decoded and re-encoded
 separately, and the backward pass runs through the decoder too. Their networks are PyTorch's
-own layers (``authors_networks``: nn.InstanceNorm2d with running statistics, nn.Conv2d,
-nn.ConvTranspose2d)
-and their optimisers plain Adam (``authors_optimizers``); parameters and loss values are
-``vaebook.models.CycleVAE``'s (kept here only to be timed against).
+own layers (``vaebook.nets.with_torch_layers``: nn.InstanceNorm2d with running statistics,
+nn.Conv2d, nn.ConvTranspose2d) and their optimisers plain Adam (``authors_optimizers``);
+parameters and loss values are ``vaebook.models.CycleVAE``'s (kept here only to be timed).
 """
 
 from __future__ import annotations
 
-import copy
-
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from vaebook.data import PairBatch
 from vaebook.models import CycleVAE
-from vaebook.models.cyclevae_nets import RunningInstanceNorm2d
-from vaebook.nets import FoldConvTranspose2d, UnfoldConv2d
-
-
-def torch_layer(layer: nn.Module) -> nn.Module | None:
-    """PyTorch's own layer for one of the package's faster equivalents (None for the others)."""
-    if isinstance(layer, RunningInstanceNorm2d):
-        return nn.InstanceNorm2d(layer.num_features, track_running_stats=True)
-    kind = {UnfoldConv2d: nn.Conv2d, FoldConvTranspose2d: nn.ConvTranspose2d}.get(type(layer))
-    if kind is None:
-        return None
-    transposed = {"output_padding": layer.output_padding} if kind is nn.ConvTranspose2d else {}
-    sizes = (layer.in_channels, layer.out_channels, layer.kernel_size)
-    return kind(*sizes, stride=layer.stride, padding=layer.padding, **transposed)
-
-
-def authors_networks(model: CycleVAE) -> CycleVAE:
-    """A copy of ``model`` built from PyTorch's layers, as the authors' networks are, with the
-    same parameters and running statistics."""
-    model = copy.deepcopy(model)
-    for module in list(model.modules()):
-        for name, child in module.named_children():
-            plain = torch_layer(child)
-            if plain is not None:
-                plain.load_state_dict(child.state_dict())
-                setattr(module, name, plain)
-    return model
 
 
 def authors_optimizers(model: CycleVAE, lr: float) -> list[torch.optim.Optimizer]:

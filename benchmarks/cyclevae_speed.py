@@ -16,11 +16,12 @@ import copy
 from functools import partial
 
 import torch
-from cyclevae_loop_reference import authors_networks, authors_optimizers, reference_step
+from cyclevae_loop_reference import authors_optimizers, reference_step
 from timing import devices, print_speed_table, seconds_per_step
 
 from vaebook.data import PairBatch
 from vaebook.models import CycleVAE
+from vaebook.nets import with_torch_layers
 from vaebook.train import TrainConfig
 
 
@@ -39,7 +40,7 @@ def main() -> None:
             torch.manual_seed(0)
             ours = CycleVAE().to(device)
             plain = copy.deepcopy(ours)
-            reference = authors_networks(ours)
+            reference = with_torch_layers(ours)
             ours_optimizers = ours.configure_optimizers(TrainConfig(lr=1e-4))
             plain_optimizers = authors_optimizers(plain, lr=1e-4)
             reference_optimizers = authors_optimizers(reference, lr=1e-4)

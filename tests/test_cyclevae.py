@@ -17,7 +17,7 @@ from vaebook.models.cyclevae_nets import (
     load_authors_cyclevae,
     set_norm_mode,
 )
-from vaebook.nets import CNNClassifier
+from vaebook.nets import CNNClassifier, FoldConvTranspose2d, UnfoldConv2d, with_torch_layers
 from vaebook.probability import normalized_hsic
 from vaebook.train import TrainConfig, Trainer, load_checkpoint
 
@@ -143,6 +143,34 @@ def test_instance_norm_equals_pytorchs_with_running_statistics(size):
     torch.testing.assert_close(ours(x), theirs(x))
     with pytest.raises(ValueError, match="more than 1 spatial element"):
         ours.train()(torch.randn(2, 8, 1, 1))
+
+
+def test_training_step_equals_the_step_with_pytorchs_own_layers():
+    torch.manual_seed(0)
+    ours = CycleVAE()
+    plain = with_torch_layers(ours)
+    fast = (RunningInstanceNorm2d, UnfoldConv2d, FoldConvTranspose2d)
+    assert sum(isinstance(layer, fast) for layer in ours.modules()) == 7  # 5 norms, 2 convs
+    assert not any(isinstance(layer, fast) for layer in plain.modules())
+    images = torch.rand(3, 8, 1, 28, 28).round()
+    batch = PairBatch(*images, torch.zeros(8, dtype=torch.long))
+    results = []
+    for model in (ours, plain):  # both cycles' terms and gradients, the same draws
+        torch.manual_seed(1)
+        terms = model.loss(batch)
+        terms["total"].backward()
+        grads = [p.grad for p in model.parameters()]
+        results.append((terms, grads, dict(model.named_buffers())))
+    (terms, grads, buffers), (plain_terms, plain_grads, plain_buffers) = results
+    for key in terms:
+        torch.testing.assert_close(terms[key], plain_terms[key], rtol=1e-5, atol=1e-7)
+    # float tolerance: rounding differs by the order of the sums, up to 1e-5 of the largest
+    # entry (a conv bias before a norm has gradient zero: both sides are rounding noise)
+    largest = max(g.abs().max() for g in plain_grads)
+    for mine, theirs in zip(grads, plain_grads, strict=True):
+        torch.testing.assert_close(mine, theirs, rtol=1e-4, atol=1e-5 * largest)
+    for key in buffers:  # the running statistics after three encoder and two decoder passes
+        torch.testing.assert_close(buffers[key], plain_buffers[key])
 
 
 @pytest.mark.parametrize("shape", [(1, 28, 28), (3, 64, 64)])

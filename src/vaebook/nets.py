@@ -12,6 +12,7 @@ reads generated images. The Cycle-Consistent VAE's own networks are in
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -80,6 +81,13 @@ class UnfoldConv2d(nn.Conv2d):
             return super().forward(x)
         return _WeightGradByUnfold.apply(x, self.weight, self.bias, self.stride, self.padding)
 
+    def as_torch_layer(self) -> nn.Conv2d:
+        """PyTorch's nn.Conv2d with this layer's settings (parameters not copied)."""
+        sizes = (self.in_channels, self.out_channels, self.kernel_size)
+        return nn.Conv2d(
+            *sizes, stride=self.stride, padding=self.padding, bias=self.bias is not None
+        )
+
 
 class FoldConvTranspose2d(nn.ConvTranspose2d):
     """nn.ConvTranspose2d (groups 1, dilation 1) computed on the CPU as a batched matmul and a fold
@@ -106,6 +114,26 @@ class FoldConvTranspose2d(nn.ConvTranspose2d):
             columns, size, self.kernel_size, stride=self.stride, padding=self.padding
         )
         return out if self.bias is None else out + self.bias.view(1, -1, 1, 1)
+
+    def as_torch_layer(self) -> nn.ConvTranspose2d:
+        """PyTorch's nn.ConvTranspose2d with this layer's settings (parameters not copied)."""
+        sizes = (self.in_channels, self.out_channels, self.kernel_size)
+        settings = {"stride": self.stride, "padding": self.padding, "bias": self.bias is not None}
+        return nn.ConvTranspose2d(*sizes, output_padding=self.output_padding, **settings)
+
+
+def with_torch_layers(module: nn.Module) -> nn.Module:
+    """A copy of ``module`` in which every layer with a faster CPU path (one that has
+    ``as_torch_layer``) is replaced by PyTorch's own layer with the same parameters and
+    buffers: the reference that tests and benchmarks compare the package's layers with."""
+    module = copy.deepcopy(module)
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if hasattr(child, "as_torch_layer"):
+                plain = child.as_torch_layer()
+                plain.load_state_dict(child.state_dict())
+                setattr(parent, name, plain)
+    return module
 
 
 def conv(c_in: int, c_out: int, kernel, **kwargs) -> nn.Conv2d:

@@ -64,6 +64,13 @@ class RunningInstanceNorm2d(nn.InstanceNorm2d):
                 self.running_var.lerp_(unbiased_var.view(batch, channels).mean(0), self.momentum)
         return out.view_as(x)
 
+    def as_torch_layer(self) -> nn.InstanceNorm2d:
+        """PyTorch's nn.InstanceNorm2d with running statistics (buffers not copied); it normalises
+        by the running statistics in eval mode, as norm mode 'running'."""
+        return nn.InstanceNorm2d(
+            self.num_features, eps=self.eps, momentum=self.momentum, track_running_stats=True
+        )
+
 
 def set_norm_mode(module: nn.Module, mode: str) -> None:
     """Make every RunningInstanceNorm2d inside ``module`` use ``mode`` in eval mode:
