@@ -17,6 +17,7 @@ from vaebook.nets import (
     conv_sizes,
     make_decoder,
     make_encoder,
+    unfold_patches,
 )
 from vaebook.train import TrainConfig, Trainer, load_checkpoint, load_state
 
@@ -265,3 +266,13 @@ def test_unfold_convolution_equals_pytorchs(settings, needs_input_grad):
 def test_encoders_use_the_unfold_layer_from_one_channel_only():
     assert isinstance(ConvEncoder((1, 28, 28), 64).net[0], UnfoldConv2d)
     assert type(ConvEncoder((3, 32, 32), 64).net[0]) is torch.nn.Conv2d
+
+
+@pytest.mark.parametrize(
+    "kernel, stride, padding",
+    [((5, 5), (2, 2), (1, 1)), ((4, 3), (2, 1), (1, 0)), ((3, 3), (1, 1), (0, 0))],
+)
+def test_unfold_patches_equal_pytorchs_unfold(kernel, stride, padding):
+    x = torch.randn(3, 2, 13, 11)
+    expected = torch.nn.functional.unfold(x, kernel, padding=padding, stride=stride)
+    assert torch.equal(unfold_patches(x, kernel, stride, padding), expected)
