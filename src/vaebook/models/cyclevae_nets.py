@@ -48,7 +48,7 @@ class RunningInstanceNorm2d(nn.InstanceNorm2d):
         self.per_image = per_image
 
     def forward(self, x: Tensor) -> Tensor:
-        if not (self.training or self.per_image) or x.dim() != 4 or x[0, 0].numel() == 1:
+        if not (self.training or self.per_image) or x.dim() != 4 or x.shape[2:].numel() == 1:
             return super().forward(x)  # and its errors, e.g. for a 1 x 1 map in training
         batch, channels, height, width = x.shape
         pixels = height * width
