@@ -15,6 +15,7 @@ from vaebook.nets import (
     GaussianHead,
     UnfoldConv2d,
     conv_sizes,
+    keep_mask,
     make_decoder,
     make_encoder,
     unfold_patches,
@@ -210,6 +211,16 @@ def test_dropout_keeps_each_unit_with_probability_1_minus_p_and_rescales_it():
     torch.testing.assert_close(grad, y.detach())  # the same mask and scale
     assert not (dropout(x) == y).all()  # a fresh mask every call
     torch.testing.assert_close(dropout.eval()(x), x)
+
+
+@pytest.mark.parametrize("p", [0.25, 0.1, 0.9])
+def test_keep_mask_keeps_with_probability_1_minus_p_in_every_16_bit_slice(p):
+    torch.manual_seed(0)
+    mask = keep_mask((999, 401), p)  # a count that is not a multiple of four
+    assert mask.shape == (999, 401) and mask.dtype == torch.bool
+    slices = mask.flatten()[: 4 * (mask.numel() // 4)].view(-1, 4).float().mean(0)
+    # each of a 64-bit draw's four slices, the high bits included, keeps 1 - p of the units
+    torch.testing.assert_close(slices, torch.full((4,), 1 - p), atol=0.005, rtol=0)
 
 
 @pytest.mark.parametrize(
