@@ -3,6 +3,7 @@ machine's load during the run touches every implementation alike."""
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections.abc import Callable
 
@@ -39,16 +40,18 @@ def synchronize() -> None:
 def seconds_per_step(
     steps: dict[str, Callable[[], None]],
     total: int,
-    rounds: int = 5,
+    rounds: int = 10,
     warmup: int = 3,
     totals: dict[str, int] | None = None,
-) -> dict[str, float]:
-    """Mean wall time of each named step function over about ``total`` calls (``totals``: a
-    different number for some, e.g. a slow reference), after warm-up."""
+) -> dict[str, list[float]]:
+    """Wall seconds per call of each named step function in each of ``rounds`` alternating
+    rounds of about total / rounds calls (``totals``: a different number for some, e.g. a slow
+    reference), after warm-up. Ratios are taken round by round: a burst of load elsewhere on
+    the machine then slows both sides of a ratio alike."""
     for step in steps.values():
         for _ in range(warmup):
             step()
-    seconds = dict.fromkeys(steps, 0.0)
+    seconds: dict[str, list[float]] = {name: [] for name in steps}
     per_round = {name: max(1, (totals or {}).get(name, total) // rounds) for name in steps}
     for _ in range(rounds):
         for name, step in steps.items():
@@ -57,15 +60,23 @@ def seconds_per_step(
             for _ in range(per_round[name]):
                 step()
             synchronize()
-            seconds[name] += time.perf_counter() - start
-    return {name: s / (per_round[name] * rounds) for name, s in seconds.items()}
+            seconds[name].append((time.perf_counter() - start) / per_round[name])
+    return seconds
+
+
+def ratio_over_rounds(
+    numerator: list[float], denominator: list[float]
+) -> tuple[float, float, float]:
+    """numerator / denominator round by round: the median, the lowest and the highest."""
+    ratios = sorted(a / b for a, b in zip(numerator, denominator, strict=True))
+    return statistics.median(ratios), ratios[0], ratios[-1]
 
 
 def print_speed_table(
-    timed: dict[str, float], batch: int, setting: str, device: str = "cpu"
+    timed: dict[str, list[float]], batch: int, setting: str, device: str = "cpu"
 ) -> None:
-    """The table every speed benchmark prints: ms/step and samples/s per implementation, then
-    the ratio of the first (the reference) to the last (ours)."""
+    """The table every speed benchmark prints: ms/step and samples/s per implementation (medians
+    over rounds), then the ratio of the first (the reference) to the last (ours)."""
     where = (
         f"CPU, {torch.get_num_threads()} threads"
         if device == "cpu"
@@ -75,7 +86,9 @@ def print_speed_table(
     width = max(len("implementation"), *map(len, timed))
     print(f"| {'implementation':{width}} | {'ms/step':>8} | {'samples/s':>10} |")
     print(f"| {'-' * width} | {'-' * 8} | {'-' * 10} |")
-    for name, seconds in timed.items():
+    for name, rounds in timed.items():
+        seconds = statistics.median(rounds)
         print(f"| {name:{width}} | {seconds * 1e3:8.2f} | {batch / seconds:10,.0f} |")
     first, *_, last = timed.values()
-    print(f"speed-up (reference / ours): {first / last:.2f}x")
+    median, low, high = ratio_over_rounds(first, last)
+    print(f"speed-up (reference / ours): {median:.2f}x (rounds {low:.2f}-{high:.2f})")

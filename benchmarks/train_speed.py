@@ -1,6 +1,7 @@
 """Samples/s of one VAE training step (784-400-20, batch 128) as the trainer runs it (its fused
 Adam), and that step's achieved FLOP/s as a fraction of a large torch.mm's FLOP/s measured in
-the same run (in alternating rounds): on the CPU (2 threads) and on the GPU when there is one.
+the same run (in alternating rounds, the fraction taken round by round): on the CPU (2 threads)
+and on the GPU when there is one.
 
     python benchmarks/train_speed.py [--steps 300]
 """
@@ -8,10 +9,11 @@ the same run (in alternating rounds): on the CPU (2 threads) and on the GPU when
 from __future__ import annotations
 
 import argparse
+import statistics
 from functools import partial
 
 import torch
-from timing import adam_step, devices, seconds_per_step
+from timing import adam_step, devices, ratio_over_rounds, seconds_per_step
 
 from vaebook.models import VAE, VAEConfig
 from vaebook.train import TrainConfig, adam
@@ -48,13 +50,18 @@ def main() -> None:
             args.steps,
             totals={"matmul": 10},
         )
-        seconds, peak = timed["vae"], 2 * MATMUL**3 / timed["matmul"]
+        seconds = statistics.median(timed["vae"])
+        peak = 2 * MATMUL**3 / statistics.median(timed["matmul"])
         achieved = step_flops(model, args.batch) / seconds
+        # the ratio round by round: step FLOP/s / matmul FLOP/s = (flops / step) / (2 n^3 / mm)
+        median, low, high = ratio_over_rounds(
+            [step_flops(model, args.batch) * mm for mm in timed["matmul"]],
+            [2 * MATMUL**3 * step for step in timed["vae"]],
+        )
         rows = [
             ("VAE 784-400-20 training step", f"{args.batch / seconds:,.0f} samples/s",
              f"{seconds * 1e3:.2f} ms/step", f"{achieved / 1e9:.1f} GFLOP/s"),
             (f"torch.mm {MATMUL}x{MATMUL} (reference)", "", "", f"{peak / 1e9:.1f} GFLOP/s"),
-            ("ratio: step / matmul", "", "", f"{achieved / peak:.2f}"),
         ]  # fmt: skip
         where = f"CPU, {torch.get_num_threads()} threads" if device == "cpu" else device
         print(f"\n{where}, torch {torch.__version__}")
@@ -62,6 +69,7 @@ def main() -> None:
         print(f"| {'-' * 32} | {'-' * 18} | {'-' * 12} | {'-' * 14} |")
         for row in rows:
             print(f"| {row[0]:32} | {row[1]:>18} | {row[2]:>12} | {row[3]:>14} |")
+        print(f"FLOP/s ratio, step / matmul: {median:.2f} (rounds {low:.2f}-{high:.2f})")
 
 
 if __name__ == "__main__":
