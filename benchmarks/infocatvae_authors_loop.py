@@ -7,14 +7,15 @@ the way the authors' code runs it (github.com/edouardpineau/infoCatVAE: the Info
 - ``encode`` runs fc21 and fc22 once per category on [h, onehot(c)] (K calls each), also when
   it re-encodes the generated samples, and once on [h, q(c|x)] for the reconstruction.
 - The loss: BCE on the decoder's probabilities, summed over the batch, + the sum of the
-  negative entropies + the q(c|x)-weighted KL, built in a loop over the categories; then
-  ``sampling`` draws 10 images per category in a loop of 10 draws, the samples are re-encoded,
-  and one backward pass takes ``loss + 100 * cross_entropy``; Adam, lr 1e-3, as they step it.
+  negative entropies + the q(c|x)-weighted KL, built in a loop over the categories (and an MSE
+  they compute but do not use); then ``sampling`` draws 10 images per category in a loop of 10
+  draws, the samples are re-encoded, and one backward pass takes ``loss + 100 *
+  cross_entropy``; Adam, lr 1e-3, as they step it.
 
 Two things are not theirs, so that the objective is the package's (with AUTHORS_SETTINGS) times
 the batch size: the cross-entropy reads the category logits (theirs reads softmax outputs, a
-second softmax), and the entropy takes log q(c|x) (theirs log(q + 0.001)). Neither changes the
-work per step.
+second softmax), and the entropy takes log q(c|x) (theirs log(q + 0.001)). Together they change
+the work per step by one elementwise addition on a (B, K) tensor.
 """
 
 from __future__ import annotations
@@ -94,8 +95,14 @@ class AuthorsInfoCatVAE(nn.Module):
         allvar = torch.stack(
             [self.fc22(torch.cat((h1, eye[i].repeat(h1.size(0), 1)), 1)) for i in range(self.k)]
         )
-        mixed = torch.cat((h1, a), 1)
-        return self.fc21(mixed), self.fc22(mixed), a, allmu, allvar, logits
+        return (
+            self.fc21(torch.cat((h1, a), 1)),
+            self.fc22(torch.cat((h1, a), 1)),
+            a,
+            allmu,
+            allvar,
+            logits,
+        )
 
     def reparameterize(self, mu: Tensor, logvar: Tensor, eps: Tensor | None = None) -> Tensor:
         std = logvar.mul(0.5).exp_()
@@ -106,15 +113,17 @@ class AuthorsInfoCatVAE(nn.Module):
         h3 = F.relu(F.dropout(self.fc3(z), p=self.p))
         return torch.sigmoid(self.fc4(h3))
 
-    def loss_function(self, recon_x, x, a, allmu, allvar) -> Tensor:
+    def loss_function(self, recon_x, x, a, allmu, allvar) -> tuple[Tensor, ...]:
+        """Their loss and its parts: BCE, negative entropy, KL, and the MSE they compute too."""
         bce = F.binary_cross_entropy(recon_x, x, reduction="sum")
+        mse = F.mse_loss(recon_x, x)
         kld = 0
         for i in range(self.k):
             prior = self.prior_means[i].repeat(allmu.size(1), 1)
             kl = -0.5 * (1 + allvar[i] - (allmu[i] - prior).pow(2) - allvar[i].exp())
             kld += torch.sum(torch.t(a[:, i].repeat(self.d, 1)) * kl)
         neg_h = torch.sum(a.mul(torch.log(a)))
-        return bce + neg_h + kld
+        return bce + neg_h + kld, bce, neg_h, kld, mse
 
     def sampling(self, per_category: int, noise: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """noise: (per_category, K, d) standard normal draws; None draws them as they do."""
@@ -127,22 +136,33 @@ class AuthorsInfoCatVAE(nn.Module):
         labels = torch.arange(0, self.k, device=sample.device).repeat(per_category).long()
         return sample, labels
 
-    def objective(self, x: Tensor, draws: tuple[Tensor, Tensor] | None = None) -> Tensor:
-        """Their loss + 100 * cross-entropy for one batch x (B, 784). draws: (eps (B, d), noise
-        (per_category, K, d)) to replace the random draws; None: drawn."""
+    def terms(self, x: Tensor, draws: tuple[Tensor, Tensor] | None = None) -> tuple[Tensor, ...]:
+        """For one batch x (B, 784): their loss + 100 * cross-entropy, the parts they read
+        (loss, BCE, negative entropy, KL, cross-entropy) and the generated samples' q(c|x).
+        draws: (eps (B, d), noise (per_category, K, d)) to replace the random draws; None: drawn.
+        """
         mu, logvar, a, allmu, allvar, _ = self.encode(x)
         z = self.reparameterize(mu, logvar, None if draws is None else draws[0])
-        loss = self.loss_function(self.decode(z), x, a, allmu, allvar)
+        loss, bce, neg_h, kld, _ = self.loss_function(self.decode(z), x, a, allmu, allvar)
         sample, labels = self.sampling(10, None if draws is None else draws[1])
-        *_, logits = self.encode(sample)
-        return loss + self.info_weight * F.cross_entropy(logits, labels)
+        _, _, sample_a, _, _, logits = self.encode(sample)
+        cross_entropy = F.cross_entropy(logits, labels)
+        total = loss + self.info_weight * cross_entropy
+        return total, (loss, bce, neg_h, kld, cross_entropy), sample_a
+
+    def objective(self, x: Tensor, draws: tuple[Tensor, Tensor] | None = None) -> Tensor:
+        """Their loss + 100 * cross-entropy for one batch x (B, 784) (see ``terms``)."""
+        return self.terms(x, draws)[0]
 
 
 def authors_step(model: AuthorsInfoCatVAE, x: Tensor, optimizer) -> None:
-    """One iteration of their ``train``: zero_grad, the objective, backward, step (plus their
-    per-batch reads of the loss, here ``.item()``)."""
+    """One iteration of their ``train``: zero_grad, the objective, backward, their per-batch
+    reads of five numbers (``.data[0]``, here ``.item()``), step, and the predicted categories
+    of the generated samples (``torch.max(a, 1)``)."""
     optimizer.zero_grad()
-    total = model.objective(x.view(x.size(0), -1))
+    total, parts, sample_a = model.terms(x.view(x.size(0), -1))
     total.backward()
-    total.item()
+    for part in parts:
+        part.item()
     optimizer.step()
+    torch.max(sample_a, 1)
