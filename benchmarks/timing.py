@@ -9,21 +9,38 @@ from collections.abc import Callable
 
 import torch
 
+from vaebook.train import TrainConfig, adam
+
 
 def adam_step(
-    model, x: torch.Tensor, optimizer: torch.optim.Optimizer | None = None
+    model,
+    x: torch.Tensor,
+    optimizer: torch.optim.Optimizer | None = None,
+    loss: Callable | None = None,
 ) -> Callable[[], None]:
     """One optimiser step on model.loss(x)["total"], as a function of no arguments; the
-    optimiser defaults to plain torch.optim.Adam, as in the papers' code."""
+    optimiser defaults to plain torch.optim.Adam, as in the papers' code, and ``loss`` to
+    model.loss (e.g. torch.compile(model.loss), as the trainer's compile=True runs it)."""
     optimizer = optimizer or torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss = loss or model.loss
 
     def step() -> None:
-        loss = model.loss(x)["total"]
+        total = loss(x)["total"]
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        total.backward()
         optimizer.step()
 
     return step
+
+
+def compiled_step(model, x: torch.Tensor) -> tuple[Callable[[], None], float]:
+    """adam_step with the trainer's fused Adam and torch.compile(model.loss), compiled by two
+    warm-up calls; returns the step and the seconds those calls took."""
+    step = adam_step(model, x, adam(model.parameters(), TrainConfig()), torch.compile(model.loss))
+    start = time.perf_counter()
+    step()
+    step()
+    return step, time.perf_counter() - start
 
 
 def devices() -> list[str]:
