@@ -223,6 +223,12 @@ def test_keep_mask_keeps_with_probability_1_minus_p_in_every_16_bit_slice(p):
     torch.testing.assert_close(slices, torch.full((4,), 1 - p), atol=0.005, rtol=0)
 
 
+def test_dropout_compiles_into_one_graph():
+    torch._dynamo.reset()
+    explained = torch._dynamo.explain(Dropout(0.25))(torch.ones(64, 32))
+    assert explained.graph_count == 1 and explained.graph_break_count == 0
+
+
 @pytest.mark.parametrize(
     "settings, size",
     [

@@ -49,6 +49,8 @@ class Dropout(nn.Dropout):
 def keep_mask(shape: Sequence[int], p: float, device: torch.device | str = "cpu") -> Tensor:
     """A bool mask of the given shape, True with probability 1 - p (p rounded to a multiple of
     2^-16): 16-bit slices of random 64-bit integers, each uniform on [-2^15, 2^15)."""
+    if torch.compiler.is_compiling():  # random_ breaks a compiled graph; uniform draws do not
+        return torch.rand(shape, device=device) >= p
     count = math.prod(shape)
     words = torch.empty(-(-count // 4), dtype=torch.int64, device=device)
     bits = words.random_(-(2**63), None).view(torch.int16)[:count].view(shape)  # all 64 bits
