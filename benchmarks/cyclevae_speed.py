@@ -17,7 +17,7 @@ from functools import partial
 
 import torch
 from cyclevae_loop_reference import authors_optimizers, reference_step
-from timing import devices, print_speed_table, seconds_per_step
+from timing import devices, print_speed_table, product_seconds, seconds_per_step
 
 from vaebook.data import PairBatch
 from vaebook.models import CycleVAE
@@ -51,20 +51,21 @@ def main() -> None:
             b = reference_step(reference, batch, reference_optimizers)
             print("\nfirst step, ours / reference: "
                   + ", ".join(f"{k} {a[k]:.5f} / {b[k]:.5f}" for k in b))  # fmt: skip
-            timed = seconds_per_step(
-                {
-                    "authors' loop (reference)": partial(
-                        reference_step, reference, batch, reference_optimizers
-                    ),
-                    "vaebook, plain Adam": partial(plain.training_step, batch, plain_optimizers),
-                    "vaebook, trainer's fused Adam": partial(
-                        ours.training_step, batch, ours_optimizers
-                    ),
-                },
-                args.steps,
+            steps = {
+                "authors' loop (reference)": partial(
+                    reference_step, reference, batch, reference_optimizers
+                ),
+                "vaebook, plain Adam": partial(plain.training_step, batch, plain_optimizers),
+                "vaebook, trainer's fused Adam": partial(
+                    ours.training_step, batch, ours_optimizers
+                ),
+            }
+            timed = seconds_per_step(steps, args.steps)
+            products = (
+                product_seconds(steps["vaebook, trainer's fused Adam"]) if device == "cpu" else None
             )
             setting = f"batch {args.batch} pairs, z/s 16/16, 28x28"
-            print_speed_table(timed, args.batch, setting, device)
+            print_speed_table(timed, args.batch, setting, device, products)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from functools import partial
 
 import torch
 from infocatvae_authors_loop import AuthorsInfoCatVAE, authors_step
-from timing import adam_step, devices, print_speed_table, seconds_per_step
+from timing import adam_step, devices, print_speed_table, product_seconds, seconds_per_step
 
 from vaebook.experiments.infocatvae import AUTHORS_SETTINGS
 from vaebook.models import InfoCatVAE, InfoCatVAEConfig
@@ -71,19 +71,22 @@ def main() -> None:
             theirs = AuthorsInfoCatVAE(ours).to(device)
             reference_optimizer = torch.optim.Adam(theirs.parameters(), lr=1e-3)
             on = x.to(device)
-            timed = seconds_per_step(
-                {
-                    "authors' loop (transcription)": partial(
-                        authors_step, theirs, on, reference_optimizer
-                    ),
-                    "vaebook, plain Adam": adam_step(plain, on),
-                    "vaebook, trainer's fused Adam": adam_step(
-                        ours, on, adam(ours.parameters(), TrainConfig())
-                    ),
-                },
-                args.steps,
+            steps = {
+                "authors' loop (transcription)": partial(
+                    authors_step, theirs, on, reference_optimizer
+                ),
+                "vaebook, plain Adam": adam_step(plain, on),
+                "vaebook, trainer's fused Adam": adam_step(
+                    ours, on, adam(ours.parameters(), TrainConfig())
+                ),
+            }
+            timed = seconds_per_step(steps, args.steps)
+            products = (
+                product_seconds(steps["vaebook, trainer's fused Adam"]) if device == "cpu" else None
             )
-            print_speed_table(timed, args.batch, f"batch {args.batch}, K=10, delta=2", device)
+            print_speed_table(
+                timed, args.batch, f"batch {args.batch}, K=10, delta=2", device, products
+            )
 
 
 if __name__ == "__main__":

@@ -89,11 +89,40 @@ def ratio_over_rounds(
     return statistics.median(ratios), ratios[0], ratios[-1]
 
 
+# the operators that do a step's arithmetic: matrix products and convolutions (on the CPU,
+# aten::_convolution's own time is PyTorch's transposed convolution kernel)
+PRODUCTS = (
+    "aten::mm",
+    "aten::addmm",
+    "aten::bmm",
+    "aten::mkldnn_convolution",
+    "aten::_convolution",
+    "aten::convolution_backward",
+)
+
+
+def product_seconds(step: Callable[[], None], steps: int = 20) -> float:
+    """CPU seconds per call of ``step`` spent in PRODUCTS (torch.profiler's self time): the part
+    of a step that no reordering of the rest removes."""
+    step()
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        for _ in range(steps):
+            step()
+    events = profile.key_averages()
+    return sum(e.self_cpu_time_total for e in events if e.key in PRODUCTS) / steps / 1e6
+
+
 def print_speed_table(
-    timed: dict[str, list[float]], batch: int, setting: str, device: str = "cpu"
+    timed: dict[str, list[float]],
+    batch: int,
+    setting: str,
+    device: str = "cpu",
+    products: float | None = None,
 ) -> None:
     """The table every speed benchmark prints: ms/step and samples/s per implementation (medians
-    over rounds), then the ratio of the first (the reference) to the last (ours)."""
+    over rounds), then the ratio of the first (the reference) to the last (ours); with
+    ``products`` (seconds of ours' step in matrix products, ``product_seconds``) also the ratio
+    were everything else free."""
     where = (
         f"CPU, {torch.get_num_threads()} threads"
         if device == "cpu"
@@ -109,3 +138,7 @@ def print_speed_table(
     first, *_, last = timed.values()
     median, low, high = ratio_over_rounds(first, last)
     print(f"speed-up (reference / ours): {median:.2f}x (rounds {low:.2f}-{high:.2f})")
+    if products is not None:
+        ceiling = statistics.median(first) / products
+        print(f"ours' matrix products and convolutions alone: {products * 1e3:.2f} ms/step; "
+              f"were all else free, the speed-up would be {ceiling:.2f}x")  # fmt: skip
