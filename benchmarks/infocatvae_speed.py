@@ -4,7 +4,8 @@ the transcription of the authors' training iteration in benchmarks/infocatvae_au
 timed in alternating rounds of the same run, on the CPU at each thread count and on the GPU when
 there is one. The reference steps with plain Adam, as the authors' code does; vaebook once with
 plain Adam and once with the trainer's optimiser (``vaebook.train.adam``, fused), which
-separates what the model gains from what the optimiser gains.
+separates what the model gains from what the optimiser gains, and once more with the loss
+compiled as ``TrainConfig(compile=True)`` does.
 
 Before timing, the two are checked on one batch with dropout off and the same random draws:
 the authors' objective / B equals the package's loss, and so do the gradients.
@@ -21,7 +22,15 @@ from functools import partial
 
 import torch
 from infocatvae_authors_loop import AuthorsInfoCatVAE, authors_step
-from timing import adam_step, devices, print_speed_table, product_seconds, seconds_per_step
+from timing import (
+    adam_step,
+    compiled_step,
+    devices,
+    print_speed_table,
+    product_seconds,
+    ratio_over_rounds,
+    seconds_per_step,
+)
 
 from vaebook.experiments.infocatvae import AUTHORS_SETTINGS
 from vaebook.models import InfoCatVAE, InfoCatVAEConfig
@@ -71,11 +80,13 @@ def main() -> None:
             theirs = AuthorsInfoCatVAE(ours).to(device)
             reference_optimizer = torch.optim.Adam(theirs.parameters(), lr=1e-3)
             on = x.to(device)
+            compiled, compile_seconds = compiled_step(copy.deepcopy(ours), on)
             steps = {
                 "authors' loop (transcription)": partial(
                     authors_step, theirs, on, reference_optimizer
                 ),
                 "vaebook, plain Adam": adam_step(plain, on),
+                "vaebook, fused Adam, compile=True": compiled,
                 "vaebook, trainer's fused Adam": adam_step(
                     ours, on, adam(ours.parameters(), TrainConfig())
                 ),
@@ -87,6 +98,12 @@ def main() -> None:
             print_speed_table(
                 timed, args.batch, f"batch {args.batch}, K=10, delta=2", device, products
             )
+            eager, reference = timed["vaebook, trainer's fused Adam"], next(iter(timed.values()))
+            faster = ratio_over_rounds(eager, timed["vaebook, fused Adam, compile=True"])
+            against = ratio_over_rounds(reference, timed["vaebook, fused Adam, compile=True"])
+            print(f"compile=True: {faster[0]:.2f}x the eager step (rounds {faster[1]:.2f}-"
+                  f"{faster[2]:.2f}), {against[0]:.2f}x the reference (rounds {against[1]:.2f}-"
+                  f"{against[2]:.2f}), after {compile_seconds:.0f} s of compiling")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from conftest import REPO, synthetic_images
 from vaebook.data import ImageData
 from vaebook.models import FAVAE, VAE, FAVAEConfig, InfoCatVAE, InfoCatVAEConfig, VAEConfig
 from vaebook.nets import (
+    ACTIVATIONS,
     CNNClassifier,
     ConvDecoder,
     ConvEncoder,
@@ -18,6 +19,7 @@ from vaebook.nets import (
     keep_mask,
     make_decoder,
     make_encoder,
+    mlp,
     unfold_patches,
 )
 from vaebook.train import TrainConfig, Trainer, load_checkpoint, load_state
@@ -221,6 +223,40 @@ def test_keep_mask_keeps_with_probability_1_minus_p_in_every_16_bit_slice(p):
     slices = mask.flatten()[: 4 * (mask.numel() // 4)].view(-1, 4).float().mean(0)
     # each of a 64-bit draw's four slices, the high bits included, keeps 1 - p of the units
     torch.testing.assert_close(slices, torch.full((4,), 1 - p), atol=0.005, rtol=0)
+
+
+@pytest.mark.parametrize("activation", sorted(ACTIVATIONS))
+def test_dropout_before_the_activation_equals_dropout_after_it(activation):
+    x = torch.randn(64, 300, requires_grad=True)
+    outputs, grads = [], []
+    for order in (
+        (Dropout(0.25), ACTIVATIONS[activation]()),
+        (ACTIVATIONS[activation](), Dropout(0.25)),
+    ):
+        torch.manual_seed(0)  # the same mask
+        y = torch.nn.Sequential(*order)(x)
+        outputs.append(y)
+        grads.append(torch.autograd.grad(y.pow(2).sum(), x)[0])
+    assert (outputs[0] == 0).float().mean() > 0.2  # the mask dropped units
+    torch.testing.assert_close(outputs[0], outputs[1])  # LeakyReLU: to rounding
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_a_compiled_mlp_with_dropout_keeps_no_bool_mask_for_backward():
+    def saved_dtypes(net: torch.nn.Module) -> list[torch.dtype]:
+        dtypes = []
+        with torch.autograd.graph.saved_tensors_hooks(
+            lambda t: dtypes.append(t.dtype) or t, lambda t: t
+        ):
+            torch.compile(net)(torch.randn(16, 20)).sum().backward()
+        return dtypes
+
+    torch._dynamo.reset()
+    dropout_after_relu = torch.nn.Sequential(
+        torch.nn.Linear(20, 64), torch.nn.ReLU(), Dropout(0.25), torch.nn.Linear(64, 30)
+    )
+    assert torch.bool in saved_dtypes(dropout_after_relu)  # ReLU's mask: the check can fail
+    assert torch.bool not in saved_dtypes(mlp([20, 64, 30], last_activation=False, dropout=0.25))
 
 
 def test_dropout_compiles_into_one_graph():

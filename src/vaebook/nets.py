@@ -36,21 +36,36 @@ class Dropout(nn.Dropout):
     """nn.Dropout with the mask drawn from 16-bit random numbers, four per 64-bit draw: each
     unit is dropped with probability p rounded to a multiple of 2^-16 (exactly p for 0.25, 0.5
     and other multiples), as in nn.Dropout otherwise. On CPU the generator's draws, one per unit
-    for nn.Dropout's Bernoulli sampler or for uniform floats, take most of dropout's time."""
+    for nn.Dropout's Bernoulli sampler or for uniform floats, take most of dropout's time. The
+    nets put it just before an activation (ReLU, LeakyReLU): the same values to rounding, and a
+    compiled graph then keeps no bool mask for the backward pass (inductor's CPU kernels write
+    those about 10x slower than eager PyTorch)."""
 
     def forward(self, x: Tensor) -> Tensor:
         if not self.training or self.p == 0:
             return x
-        # one float mask, scale included: x * bool * scale costs two passes each way
-        keep = keep_mask(x.shape, self.p, x.device).to(x.dtype).mul_(1 / (1 - self.p))
-        return x * keep
+        if torch.compiler.is_compiling():  # drawn outside the graph's kernels, passed in as floats
+            return x * _graph_scaled_keep_mask(x.detach(), self.p)
+        return x * scaled_keep_mask(x, self.p)
+
+
+def scaled_keep_mask(x: Tensor, p: float) -> Tensor:
+    """Dropout's multiplier for x: 1 / (1 - p) where a unit is kept, 0 where it is dropped; one
+    float tensor like x, scale included (x * bool * scale costs two passes each way)."""
+    return keep_mask(x.shape, p, x.device).to(x.dtype).mul_(1 / (1 - p))
+
+
+# the same function as one opaque operation of a compiled graph: random_ would break the graph,
+# and a mask drawn inside it would be saved as bool
+_graph_scaled_keep_mask = torch.library.custom_op("vaebook::scaled_keep_mask", mutates_args=())(
+    scaled_keep_mask
+)
+_graph_scaled_keep_mask.register_fake(lambda x, p: torch.empty_like(x))
 
 
 def keep_mask(shape: Sequence[int], p: float, device: torch.device | str = "cpu") -> Tensor:
     """A bool mask of the given shape, True with probability 1 - p (p rounded to a multiple of
     2^-16): 16-bit slices of random 64-bit integers, each uniform on [-2^15, 2^15)."""
-    if torch.compiler.is_compiling():  # random_ breaks a compiled graph; uniform draws do not
-        return torch.rand(shape, device=device) >= p
     count = math.prod(shape)
     words = torch.empty(-(-count // 4), dtype=torch.int64, device=device)
     bits = words.random_(-(2**63), None).view(torch.int16)[:count].view(shape)  # all 64 bits
@@ -210,16 +225,17 @@ def mlp(
     dropout: float = 0.0,
 ) -> nn.Sequential:
     """Linear layers between consecutive sizes, an activation after each (after the last too
-    unless last_activation=False), and Dropout(dropout) after each hidden activation when
-    dropout > 0. mlp([784, 400, 20]) is 784 -> 400 -> 20."""
+    unless last_activation=False), and Dropout(dropout) just before each hidden activation when
+    dropout > 0: the same as after it (to rounding) for activations that commute with a
+    nonnegative scale, as those of ACTIVATIONS do. mlp([784, 400, 20]) is 784 -> 400 -> 20."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True)):
         layers.append(nn.Linear(n_in, n_out))
         hidden = i < len(sizes) - 2
-        if last_activation or hidden:
-            layers.append(activation())
         if dropout > 0 and hidden:
             layers.append(Dropout(dropout))
+        if last_activation or hidden:
+            layers.append(activation())
     return nn.Sequential(*layers)
 
 
@@ -293,15 +309,22 @@ def up_conv(
 
 
 class MLPEncoder(nn.Module):
-    """Flatten, then hidden layers with `activation`. x: (B, C, H, W) -> (B, hidden[-1])."""
+    """Flatten, then hidden layers with `activation`, and dropout on the features (in training,
+    when > 0; just before the last activation, see Dropout). x: (B, C, H, W) -> (B, hidden[-1])."""
 
     def __init__(
-        self, image_shape: Sequence[int], hidden: Sequence[int] = (400,), activation: str = "relu"
+        self,
+        image_shape: Sequence[int],
+        hidden: Sequence[int] = (400,),
+        activation: str = "relu",
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.net = mlp(
             [int(torch.Size(image_shape).numel()), *hidden], activation_layer(activation)
         )
+        if dropout > 0:
+            self.net.insert(len(self.net) - 1, Dropout(dropout))
         self.out_features = hidden[-1]
 
     def forward(self, x: Tensor) -> Tensor:
@@ -352,14 +375,21 @@ def _pairs(items: Sequence) -> list[tuple]:
 
 class ConvEncoder(nn.Module):
     """Convolutions with `activation` down to a small map (conv_sizes), then one hidden linear
-    layer: 4x4 stride 2 halves a side; a side already below 8 keeps its size (3x3 stride 1).
-    Channels: C, then 32 for the first half of the convolutions, 64 for the second.
+    layer (with dropout on its features in training, when > 0): 4x4 stride 2 halves a side; a
+    side already below 8 keeps its size (3x3 stride 1). Channels: C, then 32 for the first half
+    of the convolutions, 64 for the second.
 
     x: (B, C, H, W) with C in {1, 3}, H, W >= 16 -> (B, hidden). E.g. (B, 1, 112, 92) ->
     (B, 32, 56, 46) -> (B, 32, 28, 23) -> (B, 64, 14, 11) -> (B, 64, 7, 5) -> (B, hidden).
     """
 
-    def __init__(self, image_shape: Sequence[int], hidden: int = 256, activation: str = "relu"):
+    def __init__(
+        self,
+        image_shape: Sequence[int],
+        hidden: int = 256,
+        activation: str = "relu",
+        dropout: float = 0.0,
+    ):
         super().__init__()
         sizes = conv_sizes(image_shape)
         channels = [int(image_shape[0]), *_conv_channels(len(sizes) - 1)]
@@ -368,7 +398,10 @@ class ConvEncoder(nn.Module):
         for (c_in, c_out), (before, after) in zip(_pairs(channels), _pairs(sizes), strict=True):
             layers += [down_conv(c_in, c_out, before, after), act()]
         height, width = sizes[-1]
-        layers += [nn.Flatten(), nn.Linear(channels[-1] * height * width, hidden), act()]
+        layers += [nn.Flatten(), nn.Linear(channels[-1] * height * width, hidden)]
+        if dropout > 0:  # on the features, just before their activation (see Dropout)
+            layers.append(Dropout(dropout))
+        layers.append(act())
         self.net = nn.Sequential(*layers)
         self.out_features = hidden
 
@@ -416,14 +449,18 @@ class ConvDecoder(nn.Module):
 
 
 def make_encoder(
-    image_shape: Sequence[int], arch: str, hidden: Sequence[int], activation: str = "relu"
+    image_shape: Sequence[int],
+    arch: str,
+    hidden: Sequence[int],
+    activation: str = "relu",
+    dropout: float = 0.0,
 ) -> nn.Module:
     """An encoder body by name: arch 'mlp' (hidden sizes) or 'conv' (hidden[-1] units), with
-    hidden activations `activation` (a key of ACTIVATIONS)."""
+    hidden activations `activation` (a key of ACTIVATIONS) and ``dropout`` on its features."""
     if arch == "mlp":
-        return MLPEncoder(image_shape, hidden, activation)
+        return MLPEncoder(image_shape, hidden, activation, dropout)
     if arch == "conv":
-        return ConvEncoder(image_shape, hidden[-1], activation)
+        return ConvEncoder(image_shape, hidden[-1], activation, dropout)
     raise ValueError(f"arch must be 'mlp' or 'conv', got {arch!r}")
 
 

@@ -29,7 +29,7 @@ from vaebook.checks import (
     require_sizes,
 )
 from vaebook.data import deskew, random_affine
-from vaebook.nets import Dropout, make_decoder, make_encoder
+from vaebook.nets import make_decoder, make_encoder
 from vaebook.probability import bernoulli_log_likelihood, kl_to_standard_normal, reparameterize
 
 
@@ -44,7 +44,7 @@ class InfoCatVAEConfig:
     arch: str = "mlp"
     dropout: float = 0.0  # on the encoder's features, in training only (the authors': 0.25, on
     # at test time too)
-    decoder_dropout: float = 0.0  # after the MLP decoder's hidden layer (the authors': 0.25)
+    decoder_dropout: float = 0.0  # on the MLP decoder's hidden units (the authors': 0.25)
     kl_weight: float = 1.0
     entropy_weight: float = 1.0
     info_weight: float = 0.0  # 0: CatVAE; the authors' InfoCatVAE uses 100
@@ -125,10 +125,10 @@ class InfoCatVAE(nn.Module):
         super().__init__()
         self.config = config = config or InfoCatVAEConfig()
         k, d = config.categories, config.latent_dim
-        self.encoder = make_encoder(config.image_shape, config.arch, config.hidden)
+        self.encoder = make_encoder(
+            config.image_shape, config.arch, config.hidden, dropout=config.dropout
+        )
         features = self.encoder.out_features
-        # no dropout op at all when it is off: the step is a chain of small ops on CPU
-        self.dropout = Dropout(config.dropout) if config.dropout > 0 else nn.Identity()
         self.category_head = nn.Linear(features, k)
         # Linear([h, onehot(c)]) = shared(h) + bias[c]: all K heads in one operation
         self.shared_head = nn.Linear(features, 2 * d)
@@ -142,12 +142,12 @@ class InfoCatVAE(nn.Module):
     def features(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x: (B, C, H, W) -> category logits (B, K) and shared_head(h) (B, 2d), the part of
         every z head that does not depend on the category."""
-        h = self.dropout(self.encoder(self.encoder_input(x)))
+        h = self.encoder(self.encoder_input(x))
         return self.category_head(h), self.shared_head(h)
 
     def category_logits(self, x: Tensor) -> Tensor:
         """x: (B, C, H, W) -> logits of q(c|x), (B, K), without the z heads."""
-        return self.category_head(self.dropout(self.encoder(self.encoder_input(x))))
+        return self.category_head(self.encoder(self.encoder_input(x)))
 
     def encoder_input(self, x: Tensor) -> Tensor:
         """What the encoder reads: x itself, or x deskewed (``config.deskew``), so that

@@ -40,9 +40,8 @@ class TrainConfig:
     amp: bool = False  # bfloat16 autocast, CUDA only
     # torch.compile the model's loss (models trained through loss(), not a training_step): on
     # 2 CPU cores the MLP VAE's step ran 9-15% faster after 3-15 s of compiling
-    # (benchmarks/train_speed.py); InfoCatVAE's without dropout 20% faster, with dropout 10-20%
-    # slower: the compiled graph then keeps ReLU's and dropout's masks as bool tensors for the
-    # backward pass, and inductor's CPU code writes those about 10x slower than eager does
+    # (benchmarks/train_speed.py), InfoCatVAE's with the authors' dropout 13-14% faster
+    # (benchmarks/infocatvae_speed.py); off by default, as compiling outlasts a quick run
     compile: bool = False
     checkpoint_path: str | None = None
     checkpoint_every: int = 1  # epochs
