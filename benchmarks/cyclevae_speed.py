@@ -17,7 +17,7 @@ from functools import partial
 
 import torch
 from cyclevae_loop_reference import authors_optimizers, reference_step
-from timing import devices, print_speed_table, product_seconds, seconds_per_step
+from timing import compare_speed, devices
 
 from vaebook.data import PairBatch
 from vaebook.models import CycleVAE
@@ -60,12 +60,8 @@ def main() -> None:
                     ours.training_step, batch, ours_optimizers
                 ),
             }
-            timed = seconds_per_step(steps, args.steps)
-            products = (
-                product_seconds(steps["vaebook, trainer's fused Adam"]) if device == "cpu" else None
-            )
             setting = f"batch {args.batch} pairs, z/s 16/16, 28x28"
-            print_speed_table(timed, args.batch, setting, device, products)
+            compare_speed(steps, args.steps, args.batch, setting, device)
 
 
 if __name__ == "__main__":

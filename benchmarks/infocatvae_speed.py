@@ -22,15 +22,7 @@ from functools import partial
 
 import torch
 from infocatvae_authors_loop import AuthorsInfoCatVAE, authors_step
-from timing import (
-    adam_step,
-    compiled_step,
-    devices,
-    print_speed_table,
-    product_seconds,
-    ratio_over_rounds,
-    seconds_per_step,
-)
+from timing import adam_step, compare_speed, compiled_step, devices, format_ratio
 
 from vaebook.experiments.infocatvae import AUTHORS_SETTINGS
 from vaebook.models import InfoCatVAE, InfoCatVAEConfig
@@ -91,19 +83,13 @@ def main() -> None:
                     ours, on, adam(ours.parameters(), TrainConfig())
                 ),
             }
-            timed = seconds_per_step(steps, args.steps)
-            products = (
-                product_seconds(steps["vaebook, trainer's fused Adam"]) if device == "cpu" else None
-            )
-            print_speed_table(
-                timed, args.batch, f"batch {args.batch}, K=10, delta=2", device, products
-            )
-            eager, reference = timed["vaebook, trainer's fused Adam"], next(iter(timed.values()))
-            faster = ratio_over_rounds(eager, timed["vaebook, fused Adam, compile=True"])
-            against = ratio_over_rounds(reference, timed["vaebook, fused Adam, compile=True"])
-            print(f"compile=True: {faster[0]:.2f}x the eager step (rounds {faster[1]:.2f}-"
-                  f"{faster[2]:.2f}), {against[0]:.2f}x the reference (rounds {against[1]:.2f}-"
-                  f"{against[2]:.2f}), after {compile_seconds:.0f} s of compiling")  # fmt: skip
+            setting = f"batch {args.batch}, K=10, delta=2"
+            timed = compare_speed(steps, args.steps, args.batch, setting, device)
+            compiled_rounds = timed["vaebook, fused Adam, compile=True"]
+            eager, reference = timed["vaebook, trainer's fused Adam"], timed[next(iter(timed))]
+            print(f"compile=True: {format_ratio(eager, compiled_rounds)} the eager step, "
+                  f"{format_ratio(reference, compiled_rounds)} the reference, after "
+                  f"{compile_seconds:.0f} s of compiling")  # fmt: skip
 
 
 if __name__ == "__main__":

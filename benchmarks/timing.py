@@ -89,6 +89,12 @@ def ratio_over_rounds(
     return statistics.median(ratios), ratios[0], ratios[-1]
 
 
+def format_ratio(numerator: list[float], denominator: list[float]) -> str:
+    """ratio_over_rounds as text, e.g. '2.07x (rounds 1.91-2.50)'."""
+    median, low, high = ratio_over_rounds(numerator, denominator)
+    return f"{median:.2f}x (rounds {low:.2f}-{high:.2f})"
+
+
 # the operators that do a step's arithmetic: matrix products and convolutions (on the CPU,
 # aten::_convolution's own time is PyTorch's transposed convolution kernel)
 PRODUCTS = (
@@ -136,9 +142,20 @@ def print_speed_table(
         seconds = statistics.median(rounds)
         print(f"| {name:{width}} | {seconds * 1e3:8.2f} | {batch / seconds:10,.0f} |")
     first, *_, last = timed.values()
-    median, low, high = ratio_over_rounds(first, last)
-    print(f"speed-up (reference / ours): {median:.2f}x (rounds {low:.2f}-{high:.2f})")
+    print(f"speed-up (reference / ours): {format_ratio(first, last)}")
     if products is not None:
         ceiling = statistics.median(first) / products
         print(f"ours' matrix products and convolutions alone: {products * 1e3:.2f} ms/step; "
               f"were all else free, the speed-up would be {ceiling:.2f}x")  # fmt: skip
+
+
+def compare_speed(
+    steps: dict[str, Callable[[], None]], total: int, batch: int, setting: str, device: str
+) -> dict[str, list[float]]:
+    """Time ``steps`` (the reference first, ours last) with seconds_per_step, profile ours' matrix
+    products on the CPU, print the table; returns the per-round seconds."""
+    timed = seconds_per_step(steps, total)
+    ours = list(steps.values())[-1]
+    products = product_seconds(ours) if device == "cpu" else None
+    print_speed_table(timed, batch, setting, device, products)
+    return timed
